@@ -1,0 +1,67 @@
+"""A model's parts, parameter counts and input settings, as printed by ``risam info``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from risam.modeling.build import build_model
+from risam.registry import get_config
+
+
+def _count(module: nn.Module) -> dict[str, int]:
+    params = list(module.parameters())
+    return {
+        "params": sum(p.numel() for p in params),
+        "trainable": sum(p.numel() for p in params if p.requires_grad),
+    }
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """Describe registered model ``name``; built on the meta device, so no weights are needed."""
+    config = get_config(name)
+    model = build_model(config, device="meta")
+    image, text, head = config.image_encoder, config.text_encoder, config.head
+    parts = {
+        f"image_encoder ({image.variant}{', frozen' if image.freeze else ''})": _count(model.image_encoder),
+        f"text_encoder ({text.variant}{', frozen' if text.freeze else ''})": _count(model.text_encoder),
+        "feature_enhancement": _count(model.enhancement),
+        f"mutual_aware_attention ({head.num_ma_blocks} blocks, tau={head.tau})": _count(model.fusion),
+        f"mask_decoder ({head.decoder_depth} layers)": _count(model.decoder),
+    }
+    total = _count(model)
+    return {
+        "model": name,
+        "parts": parts,
+        "total_params": total["params"],
+        "trainable_params": total["trainable"],
+        "trainable_share": total["trainable"] / total["params"],
+        "global_attn_indexes": list(image.global_attn_indexes),
+        "tap_indices": list(image.tap_indices),
+        "input_size": [image.img_size, image.img_size],
+        "feature_size": [image.feature_size, image.feature_size],
+        "mask_logits_size": [4 * image.feature_size, 4 * image.feature_size],
+        "max_words": text.max_words,
+        "text_feature_dim": text.feature_dim,
+        "head_dim": head.dim,
+    }
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """The human-readable table of :func:`model_info`."""
+    width = max(len(part) for part in info["parts"])
+    lines = [f"{info['model']}", f"  {'part':<{width}}  {'params':>13}  {'trainable':>13}"]
+    for part, counts in info["parts"].items():
+        lines.append(f"  {part:<{width}}  {counts['params']:>13,}  {counts['trainable']:>13,}")
+    lines += [
+        f"  {'total':<{width}}  {info['total_params']:>13,}  {info['trainable_params']:>13,}",
+        f"  trainable share: {100 * info['trainable_share']:.2f}%",
+        f"  tapped blocks: {tuple(info['tap_indices'])} (global attention at {tuple(info['global_attn_indexes'])})",
+        f"  input size: {info['input_size'][0]}x{info['input_size'][1]}, features "
+        f"{info['feature_size'][0]}x{info['feature_size'][1]}, mask logits "
+        f"{info['mask_logits_size'][0]}x{info['mask_logits_size'][1]}",
+        f"  text length: {info['max_words']} tokens (start and end included), C' = {info['text_feature_dim']}",
+        f"  head width C = {info['head_dim']}",
+    ]
+    return "\n".join(lines)

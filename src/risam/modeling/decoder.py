@@ -1,0 +1,157 @@
+"""Mutual-Aware Mask Decoder (paper Sec. 3.4, Eq. 6-9).
+
+Each layer, with F_c = [F_m, F_val] (the multi-modal query token, then the words):
+
+    F_lav_hat = MHSA(F_lav) + F_lav                          (Eq. 6-7)
+    F_c_hat   = MHSA(F_c) + F_c                              (Eq. 8)
+    F_lav_bar = MHCA(F_lav_hat, F_c_hat, F_c_hat) + F_lav_hat  (Eq. 9)
+
+The next layer takes (F_lav_bar, F_c_hat). After the last one, F_lav_bar is upsampled 4x by
+two (ConvTranspose2d, BatchNorm2d, GELU) blocks, the query token alone goes through an MLP,
+and their dot product at every pixel gives the mask logits.
+
+Decisions where the paper is silent (docs/model.md):
+- LayerNorm follows every residual sum (post-norm, as in SAM's decoder).
+- The linguistic positional encodings are fixed 1-D sinusoids (any expression length works
+  with one checkpoint), added to queries and keys, never to values, as in DETR; the query
+  token's position is zero. Padding words are masked as keys in Eq. 8 and Eq. 9.
+- The upsampling blocks end in GELU and the query MLP has three layers with ReLU, as in
+  SAM's mask decoder; there are no feed-forward sublayers (the paper lists none).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Multi-head attention through ``F.scaled_dot_product_attention``."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.q_proj = nn.Linear(dim, dim)
+        self.k_proj = nn.Linear(dim, dim)
+        self.v_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """query: B x L_q x C; key, value: B x L_k x C; key_padding_mask: B x L_k (True = ignore).
+
+        Returns B x L_q x C.
+        """
+        batch, length_q, dim = query.shape
+        q = self._split_heads(self.q_proj(query))
+        k = self._split_heads(self.k_proj(key))
+        v = self._split_heads(self.v_proj(value))
+        attn_mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length_q, dim))
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = x.shape
+        return x.view(batch, length, self.num_heads, dim // self.num_heads).transpose(1, 2)
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """Fixed 1-D sine/cosine position encodings, length x dim (dim even)."""
+    position = torch.arange(length, dtype=torch.float32, device=device)[:, None]
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32, device=device) * (-math.log(10000.0) / dim))
+    encoding = torch.zeros(length, dim, device=device)
+    encoding[:, 0::2] = torch.sin(position * frequency)
+    encoding[:, 1::2] = torch.cos(position * frequency)
+    return encoding
+
+
+class DecoderLayer(nn.Module):
+    """One layer of Eq. 6, 8 and 9, each residual followed by LayerNorm."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.visual_self_attn = Attention(dim, num_heads)
+        self.norm_visual_self = nn.LayerNorm(dim)
+        self.token_self_attn = Attention(dim, num_heads)
+        self.norm_token_self = nn.LayerNorm(dim)
+        self.cross_attn = Attention(dim, num_heads)
+        self.norm_cross = nn.LayerNorm(dim)
+
+    def forward(
+        self,
+        visual: torch.Tensor,
+        tokens: torch.Tensor,
+        token_pos: torch.Tensor,
+        token_padding: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """visual: B x L_v x C; tokens: F_c, B x (1 + L_t) x C; token_pos: 1 x (1 + L_t) x C;
+        token_padding: B x (1 + L_t), True at padding. Returns (F_lav_bar, F_c_hat)."""
+        visual = self.norm_visual_self(visual + self.visual_self_attn(visual, visual, visual))
+        with_pos = tokens + token_pos
+        tokens = self.norm_token_self(
+            tokens + self.token_self_attn(with_pos, with_pos, tokens, key_padding_mask=token_padding)
+        )
+        cross = self.cross_attn(visual, tokens + token_pos, tokens, key_padding_mask=token_padding)
+        visual = self.norm_cross(visual + cross)
+        return visual, tokens
+
+
+class QueryMLP(nn.Module):
+    """Three-layer MLP with ReLU between layers: C -> C -> C -> mask_dim."""
+
+    def __init__(self, dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, out_dim)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """B x C -> B x out_dim."""
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class MaskDecoder(nn.Module):
+    """Mutual-Aware Mask Decoder: query token + F_val guide F_lav, then mask logits."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, mask_dim: int) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"decoder width {dim} must be even for sinusoidal position encodings")
+        self.query_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.layers = nn.ModuleList([DecoderLayer(dim, num_heads) for _ in range(depth)])
+        self.upsample = nn.Sequential(
+            nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2),
+            nn.BatchNorm2d(dim // 4),
+            nn.GELU(),
+            nn.ConvTranspose2d(dim // 4, mask_dim, kernel_size=2, stride=2),
+            nn.BatchNorm2d(mask_dim),
+            nn.GELU(),
+        )
+        self.query_mlp = QueryMLP(dim, mask_dim)
+
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """visual: F_lav, B x C x H x W; text: F_val, B x L_t x C; padding_mask: B x L_t.
+
+        Returns mask logits, B x 4H x 4W.
+        """
+        batch, dim, height, width = visual.shape
+        visual_seq = visual.flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.query_token.expand(batch, -1, -1).to(text.dtype), text], dim=1)
+        word_pos = sinusoidal_positions(text.shape[1], dim, device=text.device).to(text.dtype)
+        token_pos = torch.cat([word_pos.new_zeros(1, dim), word_pos])[None]
+        token_padding = torch.cat([padding_mask.new_zeros(batch, 1), padding_mask], dim=1)
+        for layer in self.layers:
+            visual_seq, tokens = layer(visual_seq, tokens, token_pos, token_padding)
+        upsampled = self.upsample(visual_seq.transpose(1, 2).reshape(batch, dim, height, width))
+        query = self.query_mlp(tokens[:, 0])
+        return torch.einsum("bc,bchw->bhw", query, upsampled)

@@ -1,0 +1,64 @@
+"""Feature Enhancement (paper Sec. 3.2, Eq. 1-2).
+
+Fuses the shallow, middle and deep taps of the image encoder:
+
+    F_hat = CBA([MLP(F_v1), MLP(F_v2)])          (Eq. 1)
+    F_v   = CBA([MLP(F_hat), MLP(F_v3)])         (Eq. 2)
+
+MLP is applied to every pixel: Linear(in, C) -> GELU -> Linear(C, C) (the paper does not give
+its depth; two layers, as in a transformer MLP). CBA is a 3x3 convolution (no bias, the
+batch norm follows), BatchNorm2d and GELU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class PixelMLP(nn.Module):
+    """Linear -> GELU -> Linear over the channels of every pixel of a B x C_in x H x W map."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_dim, out_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(out_dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """B x C_in x H x W -> B x C_out x H x W."""
+        x = x.permute(0, 2, 3, 1)
+        x = self.fc2(self.act(self.fc1(x)))
+        return x.permute(0, 3, 1, 2)
+
+
+class ConvBNAct(nn.Module):
+    """CBA: 3x3 convolution, batch normalization, GELU."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(out_dim)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """B x C_in x H x W -> B x C_out x H x W."""
+        return self.act(self.norm(self.conv(x)))
+
+
+class FeatureEnhancement(nn.Module):
+    """Eq. 1-2: shallow + middle, then + deep, each through per-pixel MLPs and a CBA."""
+
+    def __init__(self, image_dim: int, dim: int) -> None:
+        super().__init__()
+        self.mlp_shallow = PixelMLP(image_dim, dim)
+        self.mlp_middle = PixelMLP(image_dim, dim)
+        self.fuse_early = ConvBNAct(2 * dim, dim)
+        self.mlp_early = PixelMLP(dim, dim)
+        self.mlp_deep = PixelMLP(image_dim, dim)
+        self.fuse_final = ConvBNAct(2 * dim, dim)
+
+    def forward(self, shallow: torch.Tensor, middle: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+        """Three B x C_img x H x W taps -> enhanced visual features F_v, B x C x H x W."""
+        early = self.fuse_early(torch.cat([self.mlp_shallow(shallow), self.mlp_middle(middle)], dim=1))
+        return self.fuse_final(torch.cat([self.mlp_early(early), self.mlp_deep(deep)], dim=1))

@@ -1,0 +1,105 @@
+"""The frozen SAM ViT image encoder: timm's ``VisionTransformerSAM``, tapped by block index.
+
+RISAM reads the outputs of the 2nd, 3rd and 4th global-attention blocks (paper Sec. 3.1),
+so the model is built only up to the last tapped block and without SAM's neck.
+Weights come from Meta's official SAM checkpoints (``sam_vit_{b,l,h}_*.pth``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+
+from timm.models.vision_transformer_sam import VisionTransformerSAM
+from torch import Tensor, nn
+
+from risam.configs.model import ImageEncoderConfig
+from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
+
+_SAM_PREFIX = "image_encoder."
+_BLOCK_KEY = re.compile(r"blocks\.(\d+)\.")
+
+
+class SamImageEncoder(nn.Module):
+    """SAM's ViT up to the last tapped block; returns the tapped block outputs.
+
+    Input: SAM-normalized images, B x 3 x S x S with S = ``config.img_size``.
+    Output: one B x C_img x S/16 x S/16 map per index in ``config.tap_indices``
+    (C_img = ``config.embed_dim``), in the order of the indices.
+    """
+
+    def __init__(self, config: ImageEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vit = VisionTransformerSAM(
+            img_size=config.img_size,
+            patch_size=config.patch_size,
+            num_classes=0,
+            embed_dim=config.embed_dim,
+            depth=config.tap_indices[-1] + 1,
+            num_heads=config.num_heads,
+            mlp_ratio=4.0,
+            qkv_bias=True,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            act_layer=nn.GELU,
+            use_abs_pos=True,
+            use_rel_pos=True,
+            window_size=config.window_size,
+            global_attn_indexes=config.global_attn_indexes,
+            neck_chans=None,
+        )
+        # With neck_chans=None timm puts a LayerNorm2d in the neck's place; pruning replaces it with an
+        # identity, so the weights are the patch embedding, pos_embed and blocks (the head has none).
+        self.vit.prune_intermediate_layers(list(config.tap_indices), prune_norm=True)
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        """Tapped features of ``images`` (B x 3 x S x S): a list of B x C_img x S/16 x S/16."""
+        size = self.config.img_size
+        if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
+            raise ValueError(
+                f"SamImageEncoder expects SAM-normalized images of shape (B, 3, {size}, {size}) "
+                f"(resized and padded to img_size={size}), got {tuple(images.shape)}"
+            )
+        return self.vit.forward_intermediates(
+            images, indices=list(self.config.tap_indices), intermediates_only=True, stop_early=True
+        )
+
+    def load_sam_checkpoint(self, path: str | os.PathLike) -> None:
+        """Load Meta's SAM checkpoint (``sam_vit_h_4b8939.pth``, ...) or an image-encoder state dict.
+
+        A full SAM state dict has ``image_encoder.*`` keys in Meta's names; an image-encoder
+        state dict has them without the prefix, in Meta's or timm's names. The neck and the
+        blocks after the last tap are dropped; everything else must fit exactly (no
+        resampling of position embeddings), otherwise CheckpointError names the keys.
+        """
+        path = Path(path)
+        state_dict = torch_load_weights_only(
+            path, "expected Meta's SAM checkpoint (e.g. sam_vit_h_4b8939.pth) or an image-encoder state dict"
+        )
+        if not isinstance(state_dict, Mapping):
+            raise CheckpointError(
+                f"{path} holds a {type(state_dict).__name__}; expected a state dict mapping parameter names "
+                "to tensors (Meta's SAM checkpoint or an image-encoder state dict)"
+            )
+        not_tensors = sorted(str(k) for k, v in state_dict.items() if not isinstance(v, Tensor))
+        if not_tensors:
+            raise CheckpointError(
+                f"{path} is not a state dict of tensors: the values of {not_tensors[:12]} are not tensors"
+            )
+        load_state_dict_strict(self.vit, self._to_timm_keys(state_dict), source=str(path))
+
+    def _to_timm_keys(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Rename Meta's keys to timm's and drop the neck and the blocks this model does not build."""
+        if any(key.startswith(_SAM_PREFIX) for key in state_dict):
+            state_dict = {k.removeprefix(_SAM_PREFIX): v for k, v in state_dict.items() if k.startswith(_SAM_PREFIX)}
+        built = len(self.vit.blocks)
+        mapped = {}
+        for key, value in state_dict.items():
+            block = _BLOCK_KEY.match(key)
+            if key.startswith("neck.") or (block and built <= int(block.group(1)) < self.config.depth):
+                continue
+            mapped[key.replace(".mlp.lin", ".mlp.fc")] = value
+        return mapped

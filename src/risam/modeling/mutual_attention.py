@@ -1,0 +1,78 @@
+"""Mutual-Aware Attention block (paper Sec. 3.3, Eq. 3-5).
+
+    Z_v = F_v W_v,  Z_l = F_l W_l,  S = Z_v Z_l^T / sqrt(C)                  (Eq. 3)
+    keep(i, j) = sigmoid(S(i, j)) >= tau  and  word j is not padding          (Eq. 4)
+    F_lav = LayerNorm(A_vg Z_l + Z_v)                                        (Eq. 5)
+    F_val = LayerNorm(A_lg Z_v + Z_l)
+
+Decisions where the paper is ambiguous (docs/model.md):
+- Eq. 4 literally masks pairs whose relevance is *above* tau, while the text says the mask
+  filters out irrelevant pairs. Irrelevant means a low score, so pairs with
+  sigmoid(S) < tau are masked. ``tau = 0`` masks nothing (the paper's "w/o attn. mask").
+- Vision-Guided Attention A_vg is the softmax of the masked scores over the words of each
+  pixel (L_v x L_t). Language-Guided Attention needs, for each word, a distribution over
+  pixels, so A_lg is the softmax of the same masked scores over the pixels of each word
+  (L_t x L_v); Eq. 5's ``A^T`` is read as this transposed, pixel-normalized map.
+- Eq. 5 writes Z_theta for the visual residual; it is Z_v.
+- A row whose every pair is masked gets all-zero weights, so its output is
+  LayerNorm(Z) of its own projection: finite, never NaN.
+- Padding words take part in neither direction: they are masked as keys of the vision-guided
+  softmax, and their rows of A_lg are zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class MutualAttentionOutput(NamedTuple):
+    """Outputs of one block.
+
+    visual: F_lav, B x L_v x C. text: F_val, B x L_t x C.
+    vision_guided: A_vg, B x L_v x L_t (rows over words sum to 1 unless fully masked).
+    language_guided: A_lg, B x L_t x L_v (rows over pixels sum to 1 unless fully masked).
+    """
+
+    visual: torch.Tensor
+    text: torch.Tensor
+    vision_guided: torch.Tensor
+    language_guided: torch.Tensor
+
+
+def masked_softmax(scores: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
+    """Softmax of ``scores`` over ``dim`` among entries where ``keep`` is True; others are 0.
+
+    A slice with nothing kept is all zeros. Filling with the dtype's lowest finite value (not
+    -inf) keeps the forward and backward passes free of NaN.
+    """
+    filled = scores.masked_fill(~keep, torch.finfo(scores.dtype).min)
+    return torch.softmax(filled, dim=dim) * keep
+
+
+class MutualAwareAttention(nn.Module):
+    """One Mutual-Aware Attention block: parallel vision- and language-guided attention."""
+
+    def __init__(self, visual_dim: int, text_dim: int, dim: int, tau: float) -> None:
+        super().__init__()
+        self.dim = dim
+        self.tau = tau
+        self.proj_visual = nn.Linear(visual_dim, dim, bias=False)
+        self.proj_text = nn.Linear(text_dim, dim, bias=False)
+        self.norm_visual = nn.LayerNorm(dim)
+        self.norm_text = nn.LayerNorm(dim)
+
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> MutualAttentionOutput:
+        """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding."""
+        z_visual = self.proj_visual(visual)
+        z_text = self.proj_text(text)
+        scores = z_visual @ z_text.transpose(1, 2) / math.sqrt(self.dim)
+        keep = (torch.sigmoid(scores) >= self.tau) & ~padding_mask[:, None, :]
+        vision_guided = masked_softmax(scores, keep, dim=2)
+        language_guided = masked_softmax(scores, keep, dim=1).transpose(1, 2)
+        lav = self.norm_visual(vision_guided @ z_text + z_visual)
+        val = self.norm_text(language_guided @ z_visual + z_text)
+        return MutualAttentionOutput(lav, val, vision_guided, language_guided)

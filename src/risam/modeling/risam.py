@@ -1,0 +1,114 @@
+"""The RISAM model, assembled from parts passed in. No file I/O, no loss."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from risam.modeling.decoder import MaskDecoder
+from risam.modeling.enhance import FeatureEnhancement
+from risam.modeling.mutual_attention import MutualAttentionOutput, MutualAwareAttention
+from risam.modeling.state_dict import check_state_dict
+
+
+class RISAM(nn.Module):
+    """Image encoder -> Feature Enhancement; text encoder; MA blocks; Mutual-Aware Mask Decoder.
+
+    The forward pass is split so that callers can run the image side once per image and the
+    rest once per expression (grouped training batches, the predictor):
+
+    - :meth:`encode_image`: images -> enhanced visual features F_v,
+    - :meth:`encode_text`: token ids -> linguistic features F_l and the padding mask,
+    - :meth:`decode`: (F_v, F_l, mask) -> mask logits at 1/4 of the input size.
+
+    A frozen encoder stays in eval mode, runs under ``torch.no_grad()`` and is left out of
+    :meth:`trainable_state_dict`.
+    """
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        text_encoder: nn.Module,
+        enhancement: FeatureEnhancement,
+        fusion: list[MutualAwareAttention],
+        decoder: MaskDecoder,
+        freeze_image_encoder: bool = True,
+        freeze_text_encoder: bool = True,
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.text_encoder = text_encoder
+        self.enhancement = enhancement
+        self.fusion = nn.ModuleList(fusion)
+        self.decoder = decoder
+        self.frozen_parts = tuple(
+            name
+            for name, frozen in (
+                ("image_encoder", freeze_image_encoder),
+                ("text_encoder", freeze_text_encoder),
+            )
+            if frozen
+        )
+        for name in self.frozen_parts:
+            getattr(self, name).requires_grad_(False)
+            getattr(self, name).eval()
+
+    def train(self, mode: bool = True) -> RISAM:
+        """Switch the trainable parts to ``mode``; frozen encoders always stay in eval mode."""
+        super().train(mode)
+        for name in self.frozen_parts:
+            getattr(self, name).eval()
+        return self
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """SAM-normalized images, B x 3 x S x S -> enhanced visual features F_v, B x C x S/16 x S/16."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and "image_encoder" not in self.frozen_parts):
+            taps = self.image_encoder(images)
+        return self.enhancement(*taps)
+
+    def encode_text(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids, B x L_t -> (F_l, B x L_t x C'; padding mask, B x L_t, True at padding)."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and "text_encoder" not in self.frozen_parts):
+            return self.text_encoder(tokens)
+
+    def decode(
+        self,
+        visual: torch.Tensor,
+        text: torch.Tensor,
+        padding_mask: torch.Tensor,
+        return_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[MutualAttentionOutput]]:
+        """F_v: B x C x H x W; F_l: B x L_t x C'; padding_mask: B x L_t.
+
+        Returns mask logits, B x 4H x 4W, and with ``return_attention`` also every MA block's
+        output (its attention maps A_vg, B x HW x L_t, and A_lg, B x L_t x HW, included).
+        """
+        batch, dim, height, width = visual.shape
+        visual_seq = visual.flatten(2).transpose(1, 2)
+        outputs = []
+        for block in self.fusion:
+            out = block(visual_seq, text, padding_mask)
+            visual_seq, text = out.visual, out.text
+            outputs.append(out)
+        lav = visual_seq.transpose(1, 2).reshape(batch, dim, height, width)
+        logits = self.decoder(lav, text, padding_mask)
+        return (logits, outputs) if return_attention else logits
+
+    def forward(
+        self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[MutualAttentionOutput]]:
+        """images: B x 3 x S x S (SAM-normalized); tokens: B x L_t. Returns logits, B x S/4 x S/4."""
+        visual = self.encode_image(images)
+        text, padding_mask = self.encode_text(tokens)
+        return self.decode(visual, text, padding_mask, return_attention=return_attention)
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters and buffers of every part except the frozen encoders."""
+        return {key: value for key, value in self.state_dict().items() if key.split(".", 1)[0] not in self.frozen_parts}
+
+    def load_trainable_state_dict(self, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
+        """Strictly load what :meth:`trainable_state_dict` saved; ``source`` names the file."""
+        check_state_dict(self.trainable_state_dict(), state_dict, source, "the trainable parts of RISAM")
+        self.load_state_dict(dict(state_dict), strict=False)

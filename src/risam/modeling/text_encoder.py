@@ -1,0 +1,155 @@
+"""The frozen CLIP text encoder: open_clip's ``TextTransformer``, per-token outputs and padding mask.
+
+RISAM needs every token's feature, not only CLIP's pooled sentence feature, so ``forward``
+runs open_clip's submodules itself (``TextTransformer.forward`` applies the full 77 x 77
+causal mask, which does not fit the shorter RIS sequences, and pools).
+
+Weights come from OpenAI's CLIP files (``ViT-B-16.pt``: TorchScript archives of the whole
+model) or open_clip checkpoints (``.safetensors``, ``.bin``, ``.pt`` state dicts). Both use
+OpenAI's key names; only the text tower's keys are kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import safetensors.torch
+import torch
+from open_clip.tokenizer import SimpleTokenizer
+from open_clip.transformer import QuickGELU, TextTransformer
+from torch import Tensor, nn
+
+from risam.configs.model import TextEncoderConfig
+from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
+
+PAD_ID = 0
+_TEXT_TOWER_KEYS = ("positional_embedding", "text_projection")
+_TEXT_TOWER_PREFIXES = ("token_embedding.", "transformer.", "ln_final.")
+_EXPECTED_FILES = (
+    "expected an OpenAI CLIP .pt file (TorchScript archive) or an open_clip checkpoint "
+    "(.safetensors, or a .bin/.pt/.pth state dict)"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _bpe_tokenizer() -> SimpleTokenizer:
+    """open_clip's tokenizer with its shipped BPE vocabulary (read once: it is slow)."""
+    return SimpleTokenizer()
+
+
+class ClipTextEncoder(nn.Module):
+    """CLIP's text transformer returning per-token features and the padding mask.
+
+    ``self.model`` is open_clip's ``TextTransformer``; its state-dict keys are OpenAI
+    CLIP's text-tower names (``token_embedding.weight``, ``positional_embedding``,
+    ``transformer.resblocks.N.*``, ``ln_final.*``, ``text_projection``). The activation is
+    QuickGELU, as in OpenAI's CLIP, unless ``config.quick_gelu`` is False (open_clip models
+    trained with GELU, such as the LAION ``ViT-B-16``).
+    """
+
+    def __init__(self, config: TextEncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = TextTransformer(
+            context_length=config.context_length,
+            vocab_size=config.vocab_size,
+            width=config.width,
+            heads=config.heads,
+            layers=config.layers,
+            output_dim=config.output_dim,
+            pool_type="argmax",
+            act_layer=QuickGELU if config.quick_gelu else nn.GELU,
+        )
+
+    def tokenize(self, texts: str | Sequence[str]) -> torch.LongTensor:
+        """CLIP BPE token ids, B x ``max_words``, zero-padded.
+
+        The start token comes first and the end token last; longer expressions are
+        truncated with the end token kept, as open_clip does.
+        """
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        return _bpe_tokenizer()(batch, context_length=self.config.max_words)
+
+    def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-token features of ``tokens`` (B x L token ids, L <= context_length).
+
+        Returns the features, B x L x C' (C' = ``config.feature_dim``: the text projection
+        applied to every token when ``config.project_tokens``, else the ``ln_final``
+        output of width ``config.width``), and the padding mask, B x L, True at padding
+        (token id 0), the convention of PyTorch's ``key_padding_mask``. With the
+        projection, the end token's row (argmax of the ids) is CLIP's pooled text feature.
+        """
+        if tokens.ndim != 2:
+            raise ValueError(f"tokens must be B x L token ids, got shape {tuple(tokens.shape)}")
+        length = tokens.shape[1]
+        if length > self.config.context_length:
+            raise ValueError(
+                f"tokens have length {length}, more than the text encoder's context_length="
+                f"{self.config.context_length}; tokenize with max_words <= context_length"
+            )
+        model = self.model
+        x = model.token_embedding(tokens) + model.positional_embedding[:length]
+        x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+        x = model.ln_final(x)
+        if self.config.project_tokens:
+            x = x @ model.text_projection
+        return x, tokens == PAD_ID
+
+    def load_clip_checkpoint(self, path: str | os.PathLike) -> None:
+        """Load the text tower of a local CLIP checkpoint, strictly.
+
+        Accepted: OpenAI's ``.pt`` files (TorchScript archives, or plain state dicts) and
+        open_clip checkpoints (``.safetensors``; ``.bin``/``.pt``/``.pth`` state dicts,
+        possibly under ``"state_dict"`` with a ``module.`` prefix, as open_clip's training
+        saves them). Pickles are read with ``weights_only=True``. The vision tower and the
+        other non-text keys are dropped; the text keys must fit exactly, otherwise
+        CheckpointError names the file and the keys.
+        """
+        path = Path(path)
+        load_state_dict_strict(self.model, _read_text_tower(path), source=str(path))
+
+
+def _read_text_tower(path: Path) -> dict[str, Tensor]:
+    """The text-tower tensors of the CLIP checkpoint at ``path``, with OpenAI's key names."""
+    if not path.is_file():
+        raise FileNotFoundError(f"CLIP checkpoint not found: {path}")
+    if path.suffix == ".safetensors" or _is_torchscript_archive(path):
+        try:
+            if path.suffix == ".safetensors":
+                checkpoint = safetensors.torch.load_file(path)
+            else:
+                checkpoint = torch.jit.load(path, map_location="cpu").state_dict()
+        except Exception as err:
+            raise CheckpointError(f"{path} could not be read ({type(err).__name__}); {_EXPECTED_FILES}") from err
+    else:
+        checkpoint = torch_load_weights_only(path, _EXPECTED_FILES)
+    if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
+        checkpoint = checkpoint["state_dict"]
+    if not isinstance(checkpoint, Mapping) or not all(isinstance(key, str) for key in checkpoint):
+        raise CheckpointError(
+            f"{path} holds a {type(checkpoint).__name__} that is not a state dict; expected a CLIP state "
+            f"dict mapping parameter names to tensors ({_EXPECTED_FILES})"
+        )
+    if checkpoint and all(key.startswith("module.") for key in checkpoint):
+        checkpoint = {key.removeprefix("module."): value for key, value in checkpoint.items()}
+    text_tower = {
+        key: value
+        for key, value in checkpoint.items()
+        if key in _TEXT_TOWER_KEYS or key.startswith(_TEXT_TOWER_PREFIXES)
+    }
+    not_tensors = sorted(key for key, value in text_tower.items() if not isinstance(value, Tensor))
+    if not_tensors:
+        raise CheckpointError(f"{path}: the values of {not_tensors[:12]} are not tensors; {_EXPECTED_FILES}")
+    return text_tower
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript zip (it holds ``constants.pkl``; torch.save zips do not)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())

@@ -1,0 +1,167 @@
+"""Model names -> configs, and ``create_model``.
+
+The paper's models pair a SAM ViT image encoder with the text tower of OpenAI's CLIP
+ViT-B/16 (C' = 512); with the head width C = 256 this gives the paper's ~6M trainable
+parameters. ``risam_tiny`` is test-sized: small encoders at 128 x 128 input.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from risam.configs import HeadConfig, ImageEncoderConfig, RISAMConfig, TextEncoderConfig
+from risam.modeling.build import build_model
+from risam.modeling.risam import RISAM
+from risam.weights import load_weights
+
+
+@dataclass(frozen=True)
+class EncoderWeights:
+    """Where the official weights of a frozen encoder come from (downloaded by the user)."""
+
+    file_name: str
+    url: str
+
+
+SAM_WEIGHTS = {
+    "sam_vit_b": EncoderWeights(
+        "sam_vit_b_01ec64.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
+    ),
+    "sam_vit_l": EncoderWeights(
+        "sam_vit_l_0b3195.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth"
+    ),
+    "sam_vit_h": EncoderWeights(
+        "sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"
+    ),
+}
+CLIP_WEIGHTS = {
+    "clip_vit_b16": EncoderWeights(
+        "ViT-B-16.pt",
+        "https://openaipublic.azureedge.net/clip/models/"
+        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+    ),
+}
+
+_MODELS: dict[str, Callable[[], RISAMConfig]] = {}
+
+
+def register_model(builder: Callable[[], RISAMConfig]) -> Callable[[], RISAMConfig]:
+    """Register a config builder under its function name."""
+    _MODELS[builder.__name__] = builder
+    return builder
+
+
+@register_model
+def risam_vit_b() -> RISAMConfig:
+    """SAM ViT-B image encoder (taps after blocks 5, 8, 11), CLIP ViT-B/16 text encoder."""
+    image = ImageEncoderConfig(
+        variant="sam_vit_b",
+        embed_dim=768,
+        depth=12,
+        num_heads=12,
+        global_attn_indexes=(2, 5, 8, 11),
+        tap_indices=(5, 8, 11),
+    )
+    return RISAMConfig(name="risam_vit_b", image_encoder=image)
+
+
+@register_model
+def risam_vit_l() -> RISAMConfig:
+    """SAM ViT-L image encoder (taps after blocks 11, 17, 23), CLIP ViT-B/16 text encoder."""
+    image = ImageEncoderConfig(
+        variant="sam_vit_l",
+        embed_dim=1024,
+        depth=24,
+        num_heads=16,
+        global_attn_indexes=(5, 11, 17, 23),
+        tap_indices=(11, 17, 23),
+    )
+    return RISAMConfig(name="risam_vit_l", image_encoder=image)
+
+
+@register_model
+def risam_vit_h() -> RISAMConfig:
+    """The paper's model: SAM ViT-H (taps after blocks 15, 23, 31), CLIP ViT-B/16 text encoder."""
+    return RISAMConfig(name="risam_vit_h")
+
+
+@register_model
+def risam_tiny() -> RISAMConfig:
+    """Test-sized: 128 x 128 input, 4-block ViT, 2-layer text transformer, C = 64."""
+    image = ImageEncoderConfig(
+        variant="tiny",
+        embed_dim=64,
+        depth=4,
+        num_heads=2,
+        global_attn_indexes=(0, 1, 2, 3),
+        tap_indices=(1, 2, 3),
+        window_size=4,
+        img_size=128,
+    )
+    text = TextEncoderConfig(variant="tiny", width=64, layers=2, heads=2, output_dim=64)
+    head = HeadConfig(dim=64, decoder_heads=4, mask_dim=16)
+    return RISAMConfig(name="risam_tiny", image_encoder=image, text_encoder=text, head=head)
+
+
+def list_models() -> list[str]:
+    """Registered model names."""
+    return sorted(_MODELS)
+
+
+def get_config(name: str, overrides: Mapping[str, Any] | None = None) -> RISAMConfig:
+    """The config registered as ``name``, with dotted-key ``overrides`` (e.g. {"head.tau": 0.3})."""
+    if name not in _MODELS:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    return _MODELS[name]().replace(**dict(overrides or {}))
+
+
+def create_model(
+    name: str | None = None,
+    *,
+    sam_checkpoint: str | os.PathLike | None = None,
+    clip_checkpoint: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+) -> RISAM:
+    """Build a RISAM model by registered ``name`` or from a RISAM weights file.
+
+    sam_checkpoint: Meta's official SAM ``.pth`` (or an image-encoder state dict).
+    clip_checkpoint: OpenAI CLIP ``.pt`` or an open_clip checkpoint.
+    checkpoint: a RISAM weights file; its stored config rebuilds the model (``name``, if
+        given, must match it) and its trainable weights are loaded strictly.
+    overrides: dotted config keys to change (not allowed together with ``checkpoint``).
+    device: where to build; "meta" builds without allocating memory (for counting).
+    """
+    if checkpoint is not None:
+        if overrides:
+            raise ValueError("overrides cannot change the architecture stored in a checkpoint")
+        config, state_dict = load_weights(checkpoint)
+        if name is not None and name != config.name:
+            raise ValueError(f"{checkpoint} holds a {config.name!r} model, not {name!r}")
+    elif name is None:
+        raise ValueError("create_model needs a model name or a checkpoint")
+    else:
+        config = get_config(name, overrides)
+    model = build_model(config, device=device)
+    if sam_checkpoint is not None:
+        model.image_encoder.load_sam_checkpoint(sam_checkpoint)
+    if clip_checkpoint is not None:
+        model.text_encoder.load_clip_checkpoint(clip_checkpoint)
+    if checkpoint is not None:
+        model.load_trainable_state_dict(state_dict, source=str(checkpoint))
+        for part, given in (("image_encoder", sam_checkpoint), ("text_encoder", clip_checkpoint)):
+            if part in model.frozen_parts and given is None:
+                warnings.warn(
+                    f"{checkpoint} was trained on pretrained {part.replace('_', ' ')} weights that it does not "
+                    f"hold; pass {'sam' if part == 'image_encoder' else 'clip'}_checkpoint=... or the frozen "
+                    "encoder keeps random weights",
+                    stacklevel=2,
+                )
+    return model

@@ -1,0 +1,58 @@
+import json
+
+import pytest
+import torch
+from segment_anything.modeling import ImageEncoderViT
+
+from risam.cli import main
+
+
+def test_info_json_for_the_paper_model_matches_the_paper(capsys):
+    assert main(["info", "risam_vit_h", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    # The paper: ~6M trainable parameters, about 1% of the whole model.
+    assert abs(info["trainable_params"] - 6e6) <= 0.1 * 6e6
+    assert 0.005 <= info["trainable_share"] <= 0.015
+    assert info["trainable_params"] == sum(part["trainable"] for part in info["parts"].values())
+    assert info["total_params"] == sum(part["params"] for part in info["parts"].values())
+    assert info["tap_indices"] == [15, 23, 31]
+    assert info["input_size"] == [1024, 1024]
+    assert info["max_words"] == 17
+    encoders = [part for name, part in info["parts"].items() if name.startswith(("image_encoder", "text_encoder"))]
+    assert all(part["trainable"] == 0 for part in encoders)
+    # Counted against Meta's own ViT-H encoder, less its neck, which RISAM does not use.
+    with torch.device("meta"):
+        reference = ImageEncoderViT(
+            embed_dim=1280,
+            depth=32,
+            num_heads=16,
+            global_attn_indexes=(7, 15, 23, 31),
+            use_rel_pos=True,
+            window_size=14,
+            out_chans=256,
+        )
+    reference_count = sum(p.numel() for p in reference.parameters()) - sum(
+        p.numel() for p in reference.neck.parameters()
+    )
+    image = next(part for name, part in info["parts"].items() if name.startswith("image_encoder"))
+    assert image["params"] == reference_count
+
+
+def test_info_text_lists_parts_and_counts(capsys):
+    assert main(["info", "risam_tiny"]) == 0
+    out = capsys.readouterr().out
+    for word in (
+        "feature_enhancement",
+        "mutual_aware_attention",
+        "mask_decoder",
+        "trainable share",
+        "128x128",
+    ):
+        assert word in out
+
+
+def test_info_rejects_unknown_model(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", "risam_vit_x"])
+    assert exit_info.value.code == 2
+    assert "risam_vit_x" in capsys.readouterr().err

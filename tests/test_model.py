@@ -1,0 +1,114 @@
+import pytest
+import torch
+
+from risam import create_model
+from risam.losses import risam_loss
+
+COLOURS = {"red": (1.0, -1.0, -1.0), "green": (-1.0, 1.0, -1.0), "blue": (-1.0, -1.0, 1.0)}
+
+
+def _scenes(model, count=4, size=128):
+    """Images with a red, a green and a blue square; each expression names one colour."""
+    generator = torch.Generator().manual_seed(0)
+    images, masks, texts = [], [], []
+    names = list(COLOURS)
+    for index in range(count):
+        image = torch.zeros(3, size, size)
+        placed = {}
+        corners = torch.randperm(4, generator=generator)[:3]
+        for name, corner in zip(names, corners.tolist(), strict=True):
+            top, left = 16 + (corner // 2) * 56, 16 + (corner % 2) * 56
+            image[:, top : top + 40, left : left + 40] = torch.tensor(COLOURS[name])[:, None, None]
+            mask = torch.zeros(size // 4, size // 4)
+            mask[top // 4 : (top + 40) // 4, left // 4 : (left + 40) // 4] = 1
+            placed[name] = mask
+        target = names[index % 3]
+        images.append(image)
+        masks.append(placed[target])
+        texts.append(f"the {target} square")
+    return torch.stack(images), model.text_encoder.tokenize(texts), torch.stack(masks)
+
+
+def test_tiny_model_overfits_a_handful_of_examples(tiny_model):
+    torch.manual_seed(0)
+    images, tokens, masks = _scenes(tiny_model)
+    optimizer = torch.optim.Adam([p for p in tiny_model.parameters() if p.requires_grad], lr=1e-3)
+    tiny_model.train()
+    losses = []
+    for _ in range(150):
+        loss = risam_loss(tiny_model(images, tokens), masks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.1 * losses[0], f"loss went from {losses[0]:.4f} to {losses[-1]:.4f}"
+
+
+def test_gradients_reach_every_trainable_parameter_and_no_encoder_parameter(tiny_model):
+    images, tokens, masks = _scenes(tiny_model, count=2)
+    tiny_model.train()
+    risam_loss(tiny_model(images, tokens), masks).backward()
+    for name, param in tiny_model.named_parameters():
+        if name.startswith(("image_encoder.", "text_encoder.")):
+            assert not param.requires_grad and param.grad is None, name
+        else:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+    assert sum(p.numel() for p in tiny_model.parameters() if p.requires_grad) > 0
+
+
+def test_frozen_encoders_keep_no_activations_and_stay_in_eval(tiny_model):
+    images, tokens, _ = _scenes(tiny_model, count=1)
+    tiny_model.train()
+    assert not tiny_model.image_encoder.training and not tiny_model.text_encoder.training
+    assert tiny_model.enhancement.training
+    taps = tiny_model.image_encoder(images)
+    with torch.enable_grad():
+        visual = tiny_model.encode_image(images)
+        text, _ = tiny_model.encode_text(tokens)
+    assert all(not tap.requires_grad for tap in taps)
+    assert visual.requires_grad and not text.requires_grad
+
+
+def test_unfrozen_encoders_train():
+    model = create_model("risam_tiny", overrides={"image_encoder.freeze": False, "text_encoder.freeze": False})
+    images, tokens, masks = _scenes(model, count=2)
+    model.train()
+    assert model.image_encoder.training
+    risam_loss(model(images, tokens), masks).backward()
+    assert model.image_encoder.vit.patch_embed.proj.weight.grad is not None
+    assert model.text_encoder.model.token_embedding.weight.grad is not None
+    assert any(key.startswith("image_encoder.") for key in model.trainable_state_dict())
+
+
+def test_forward_returns_every_blocks_attention_maps(tiny_model):
+    images, tokens, _ = _scenes(tiny_model, count=2)
+    tiny_model.eval()
+    with torch.no_grad():
+        logits, attention = tiny_model(images, tokens, return_attention=True)
+        plain = tiny_model(images, tokens)
+    torch.testing.assert_close(logits, plain)
+    assert logits.shape == (2, 32, 32)
+    assert len(attention) == 2
+    _, text_padding = tiny_model.encode_text(tokens)
+    for block in attention:
+        assert block.vision_guided.shape == (2, 64, 17)
+        assert block.language_guided.shape == (2, 17, 64)
+        assert torch.all(block.vision_guided[text_padding[:, None, :].expand(-1, 64, -1)] == 0)
+
+
+def test_grouped_decoding_equals_per_sentence_forward(tiny_model):
+    images, tokens, _ = _scenes(tiny_model, count=3)
+    tiny_model.eval()
+    with torch.no_grad():
+        visual = tiny_model.encode_image(images[:1]).expand(3, -1, -1, -1)
+        text, padding = tiny_model.encode_text(tokens)
+        grouped = tiny_model.decode(visual, text, padding)
+        separate = tiny_model(images[:1].expand(3, -1, -1, -1), tokens)
+    torch.testing.assert_close(grouped, separate, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["risam_vit_b", "risam_vit_l", "risam_vit_h"])
+def test_paper_models_build_on_the_meta_device(name):
+    model = create_model(name, device="meta")
+    assert model.decoder.query_token.is_meta
+    assert not any(p.requires_grad for p in model.image_encoder.parameters())
