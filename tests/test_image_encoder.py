@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import io
-from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything.modeling import ImageEncoderViT, Sam
 from timm.models.vision_transformer_sam import checkpoint_filter_fn
-from torch import nn
 
+from official_formats import meta_sam
 from risam.configs.model import ImageEncoderConfig
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.modeling.state_dict import CheckpointError
@@ -35,61 +34,9 @@ VIT_B_256 = {
 }
 
 
-def _meta_sam(
-    embed_dim: int,
-    depth: int,
-    num_heads: int,
-    global_attn_indexes: tuple[int, ...],
-    window_size: int,
-    img_size: int,
-) -> Sam:
-    """A randomly initialized SAM built as Meta's ``build_sam`` does, with a tiny prompt side.
-
-    Meta initializes the relative position tables and pos_embed to zero; they get random
-    values here so that loading them is checked. The patch embedding is scaled down so that
-    the first LayerNorm sees a small variance, where its eps (1e-6 in SAM) matters.
-    """
-    torch.manual_seed(0)
-    encoder = ImageEncoderViT(
-        img_size=img_size,
-        embed_dim=embed_dim,
-        depth=depth,
-        num_heads=num_heads,
-        mlp_ratio=4,
-        out_chans=256,
-        qkv_bias=True,
-        norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        use_rel_pos=True,
-        window_size=window_size,
-        global_attn_indexes=global_attn_indexes,
-    )
-    with torch.no_grad():
-        encoder.patch_embed.proj.weight.mul_(1e-3)
-        encoder.patch_embed.proj.bias.mul_(1e-3)
-        encoder.pos_embed.normal_(std=1e-3)
-        for block in encoder.blocks:
-            block.attn.rel_pos_h.normal_(std=0.5)
-            block.attn.rel_pos_w.normal_(std=0.5)
-    grid = img_size // 16
-    return Sam(
-        image_encoder=encoder,
-        prompt_encoder=PromptEncoder(
-            embed_dim=256,
-            image_embedding_size=(grid, grid),
-            input_image_size=(img_size, img_size),
-            mask_in_chans=4,
-        ),
-        mask_decoder=MaskDecoder(
-            transformer_dim=256,
-            transformer=TwoWayTransformer(depth=1, embedding_dim=256, num_heads=2, mlp_dim=32),
-            iou_head_hidden_dim=32,
-        ),
-    ).eval()
-
-
 def _save_sam(tmp_path: Path, dims: dict) -> tuple[Path, Sam]:
     """A SAM checkpoint in the official file format: ``torch.save(sam.state_dict())``."""
-    sam = _meta_sam(**dims)
+    sam = meta_sam(**dims)
     path = tmp_path / "sam_test.pth"
     torch.save(sam.state_dict(), path)
     return path, sam
@@ -150,7 +97,7 @@ def test_blocks_after_last_tap_are_not_built(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("key_format", ["meta", "timm"])
 def test_loads_image_encoder_state_dict(tmp_path: Path, key_format: str) -> None:
-    sam = _meta_sam(**TINY)
+    sam = meta_sam(**TINY)
     state_dict = sam.image_encoder.state_dict()
     if key_format == "timm":
         state_dict = checkpoint_filter_fn(sam.state_dict(), None)
@@ -163,7 +110,7 @@ def test_loads_image_encoder_state_dict(tmp_path: Path, key_format: str) -> None
 
 
 def test_missing_key_is_named(tmp_path: Path) -> None:
-    state_dict = _meta_sam(**TINY).state_dict()
+    state_dict = meta_sam(**TINY).state_dict()
     del state_dict["image_encoder.blocks.2.attn.rel_pos_h"]
     path = tmp_path / "missing.pth"
     torch.save(state_dict, path)
@@ -174,7 +121,7 @@ def test_missing_key_is_named(tmp_path: Path) -> None:
 
 
 def test_unexpected_key_is_named(tmp_path: Path) -> None:
-    state_dict = _meta_sam(**TINY).state_dict()
+    state_dict = meta_sam(**TINY).state_dict()
     state_dict["image_encoder.blocks.2.attn.extra_scale"] = torch.ones(1)
     path = tmp_path / "extra.pth"
     torch.save(state_dict, path)

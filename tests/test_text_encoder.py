@@ -14,6 +14,7 @@ from open_clip.factory import load_checkpoint
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from open_clip.tokenizer import SimpleTokenizer
 
+from official_formats import save_openai_jit
 from risam.configs.model import TextEncoderConfig
 from risam.modeling.state_dict import CheckpointError
 from risam.modeling.text_encoder import ClipTextEncoder
@@ -55,25 +56,6 @@ def _tiny_clip() -> CLIP:
     return model.eval()
 
 
-def _save_openai_jit(model: CLIP, path: Path) -> None:
-    """A TorchScript archive of the whole model, as OpenAI's ``ViT-B-16.pt``: traced, fp16 weights.
-
-    OpenAI's model keeps the causal mask as a plain attribute and stores input_resolution,
-    context_length and vocab_size as tensors; open_clip's model registers the mask as a
-    buffer, which TorchScript would save (persistent=False is lost) and which open_clip's
-    ``load_openai_model`` then refuses. The copy traced here is made to look like OpenAI's.
-    """
-    mask = model.attn_mask
-    delattr(model, "attn_mask")
-    model.attn_mask = mask
-    for name, value in {"input_resolution": 16, "context_length": CONTEXT, "vocab_size": 49408}.items():
-        if hasattr(model, name):
-            delattr(model, name)
-        model.register_buffer(name, torch.tensor(value))
-    example = (torch.zeros(1, 3, 16, 16), torch.zeros(1, CONTEXT, dtype=torch.long))
-    torch.jit.save(torch.jit.trace(model, example, check_trace=False).half(), path)
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """One tiny CLIP saved in each supported format."""
@@ -91,7 +73,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     safetensors.torch.save_file(state_dict, paths["open_clip_safetensors"])
     training = {"epoch": 3, "name": "tiny", "state_dict": {"module." + k: v for k, v in state_dict.items()}}
     torch.save(training, paths["open_clip_training"])
-    _save_openai_jit(model, paths["openai_jit"])
+    save_openai_jit(model, paths["openai_jit"], image_size=16)
     torch.save(torch.jit.load(paths["openai_jit"]).state_dict(), paths["openai_state_dict"])
     return paths
 

@@ -93,7 +93,10 @@ def risam_vit_h() -> RISAMConfig:
 
 @register_model
 def risam_tiny() -> RISAMConfig:
-    """Test-sized: 128 x 128 input, 4-block ViT, 2-layer text transformer, C = 64."""
+    """Test-sized: 128 x 128 input, 4-block ViT (width 64), 2-layer text transformer (width 128), C = 64.
+
+    The text width is 64 per head, the rule by which open_clip rebuilds OpenAI CLIP files.
+    """
     image = ImageEncoderConfig(
         variant="tiny",
         embed_dim=64,
@@ -104,7 +107,7 @@ def risam_tiny() -> RISAMConfig:
         window_size=4,
         img_size=128,
     )
-    text = TextEncoderConfig(variant="tiny", width=64, layers=2, heads=2, output_dim=64)
+    text = TextEncoderConfig(variant="tiny", width=128, layers=2, heads=2, output_dim=64)
     head = HeadConfig(dim=64, decoder_heads=4, mask_dim=16)
     return RISAMConfig(name="risam_tiny", image_encoder=image, text_encoder=text, head=head)
 

@@ -1,0 +1,57 @@
+"""create_model with encoder files in the official formats, and the model registry."""
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+from official_formats import meta_sam, save_openai_jit
+from risam import create_model, get_config, list_models
+
+
+def test_registry_lists_the_paper_models_and_the_tiny_one():
+    assert {"risam_vit_b", "risam_vit_l", "risam_vit_h", "risam_tiny"} <= set(list_models())
+    assert get_config("risam_vit_b").image_encoder.tap_indices == (5, 8, 11)
+    assert get_config("risam_vit_l").image_encoder.tap_indices == (11, 17, 23)
+    assert get_config("risam_vit_h").image_encoder.tap_indices == (15, 23, 31)
+
+
+def test_create_model_loads_official_sam_and_openai_clip_files(tmp_path):
+    config = get_config("risam_tiny")
+    image, text = config.image_encoder, config.text_encoder
+    sam = meta_sam(
+        embed_dim=image.embed_dim,
+        depth=image.depth,
+        num_heads=image.num_heads,
+        global_attn_indexes=image.global_attn_indexes,
+        window_size=image.window_size,
+        img_size=image.img_size,
+    )
+    torch.save(sam.state_dict(), tmp_path / "sam_tiny.pth")
+    torch.manual_seed(1)
+    clip = CLIP(
+        embed_dim=text.output_dim,
+        vision_cfg=CLIPVisionCfg(layers=1, width=64, patch_size=8, image_size=16),
+        text_cfg=CLIPTextCfg(width=text.width, heads=text.heads, layers=text.layers),
+        quick_gelu=True,
+    ).eval()
+    save_openai_jit(clip, tmp_path / "ViT-tiny.pt", image_size=16)
+    reference_clip = open_clip.load_openai_model(str(tmp_path / "ViT-tiny.pt"), precision="fp32", device="cpu")
+
+    model = create_model(
+        "risam_tiny", sam_checkpoint=tmp_path / "sam_tiny.pth", clip_checkpoint=tmp_path / "ViT-tiny.pt"
+    ).eval()
+
+    images = torch.randn(2, 3, image.img_size, image.img_size)
+    tokens = model.text_encoder.tokenize(["the red square", "the second circle from the left"])
+    with torch.no_grad():
+        deep = sam.image_encoder.blocks[: image.tap_indices[-1] + 1]
+        x = sam.image_encoder.patch_embed(images) + sam.image_encoder.pos_embed
+        for block in deep:
+            x = block(x)
+        torch.testing.assert_close(model.image_encoder(images)[-1], x.permute(0, 3, 1, 2), atol=1e-4, rtol=0)
+        pooled = reference_clip.encode_text(F.pad(tokens, (0, 77 - tokens.shape[1])))
+        features, _ = model.encode_text(tokens)
+        end = tokens.argmax(dim=1)
+        torch.testing.assert_close(features[torch.arange(2), end], pooled, atol=1e-4, rtol=1e-4)
+        assert model(images, tokens).shape == (2, 32, 32)
