@@ -56,3 +56,17 @@ def test_info_rejects_unknown_model(capsys):
         main(["info", "risam_vit_x"])
     assert exit_info.value.code == 2
     assert "risam_vit_x" in capsys.readouterr().err
+
+
+def test_data_synth_then_check(tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tmp_path), "--images", "8", "--seed", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary["splits"]) == {"train", "val", "testA", "testB"}
+    assert main(["data", "check", str(tmp_path), "--dataset", "refshapes"]) == 0
+    table = capsys.readouterr().out
+    assert "sentences" in table and "train" in table
+
+    missing = next((tmp_path / "images" / "refshapes").iterdir())
+    missing.unlink()
+    assert main(["data", "check", str(tmp_path), "--dataset", "refshapes"]) == 1
+    assert missing.name in capsys.readouterr().out

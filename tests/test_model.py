@@ -96,14 +96,13 @@ def test_forward_returns_every_blocks_attention_maps(tiny_model):
         assert torch.all(block.vision_guided[text_padding[:, None, :].expand(-1, 64, -1)] == 0)
 
 
-def test_grouped_decoding_equals_per_sentence_forward(tiny_model):
+def test_grouped_forward_equals_per_sentence_forward(tiny_model):
     images, tokens, _ = _scenes(tiny_model, count=3)
+    image_index = torch.tensor([1, 0, 1])
     tiny_model.eval()
     with torch.no_grad():
-        visual = tiny_model.encode_image(images[:1]).expand(3, -1, -1, -1)
-        text, padding = tiny_model.encode_text(tokens)
-        grouped = tiny_model.decode(visual, text, padding)
-        separate = tiny_model(images[:1].expand(3, -1, -1, -1), tokens)
+        grouped = tiny_model(images[:2], tokens, image_index=image_index)
+        separate = tiny_model(images[image_index], tokens)
     torch.testing.assert_close(grouped, separate, atol=1e-5, rtol=1e-5)
 
 

@@ -97,10 +97,21 @@ class RISAM(nn.Module):
         return (logits, outputs) if return_attention else logits
 
     def forward(
-        self, images: torch.Tensor, tokens: torch.Tensor, return_attention: bool = False
+        self,
+        images: torch.Tensor,
+        tokens: torch.Tensor,
+        image_index: torch.Tensor | None = None,
+        return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[MutualAttentionOutput]]:
-        """images: B x 3 x S x S (SAM-normalized); tokens: B x L_t. Returns logits, B x S/4 x S/4."""
+        """images: N x 3 x S x S (SAM-normalized); tokens: B x L_t.
+
+        Without ``image_index``, N = B and sentence b reads image b. With it (B long tensor),
+        sentence b reads image ``image_index[b]``: each image is encoded once for all of its
+        sentences. Returns logits, B x S/4 x S/4 (and the MA blocks' outputs on request).
+        """
         visual = self.encode_image(images)
+        if image_index is not None:
+            visual = visual[image_index]
         text, padding_mask = self.encode_text(tokens)
         return self.decode(visual, text, padding_mask, return_attention=return_attention)
 
