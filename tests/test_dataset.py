@@ -48,12 +48,12 @@ def test_grouped_batches_encode_each_image_once_per_epoch(refshapes_root, tiny_m
     num_images = len({e.image_id for e in split.expressions})
     assert len(dataset) > 3 * num_images
 
-    grouped = GroupedBatchSampler(dataset.image_ids, images_per_batch=3, seed=0)
+    grouped = GroupedBatchSampler(dataset.image_ids, groups_per_batch=3, seed=0)
     loader = DataLoader(dataset, batch_sampler=grouped, collate_fn=identity_collate)
     assert _count_encoded_images(tiny_model.eval(), loader) == (num_images, len(dataset))
 
     # Per-sentence batches draw sentences of many images: a batch encodes each of its distinct images.
-    per_sentence = GroupedBatchSampler(dataset.image_ids, images_per_batch=8, sentences_per_image=1, seed=0)
+    per_sentence = GroupedBatchSampler(dataset.image_ids, groups_per_batch=8, sentences_per_image=1, seed=0)
     distinct = sum(len({dataset.image_ids[i] for i in batch}) for batch in per_sentence)
     loader = DataLoader(dataset, batch_sampler=per_sentence, collate_fn=identity_collate)
     assert _count_encoded_images(tiny_model, loader) == (distinct, len(dataset))

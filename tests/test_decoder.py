@@ -49,8 +49,8 @@ def _decode_by_hand(decoder, visual, text, padding):
         lav = _norm(layer.norm_cross, lav + _attention(layer.cross_attn, lav, tokens + pos, tokens, token_padding))
     up = lav.T.reshape(1, dim, height, width)
     conv1, bn1, _, conv2, bn2, _ = decoder.upsample
-    up = F.gelu(_batch_norm(bn1, F.conv_transpose2d(up, conv1.weight, conv1.bias, stride=2)[0]))
-    up = F.gelu(_batch_norm(bn2, F.conv_transpose2d(up[None], conv2.weight, conv2.bias, stride=2)[0]))
+    up = F.gelu(_batch_norm(bn1, F.conv_transpose2d(up, conv1.weight, stride=2)[0]))
+    up = F.gelu(_batch_norm(bn2, F.conv_transpose2d(up[None], conv2.weight, stride=2)[0]))
     query = tokens[0]
     first, second, third = decoder.query_mlp.layers
     mlp_out = third(F.relu(second(F.relu(first(query)))))

@@ -36,6 +36,34 @@ def _data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _train(args: argparse.Namespace) -> int:
+    from risam.engine.config import load_config
+    from risam.engine.trainer import train
+
+    results = train(load_config(args.config, args.set), resume=args.resume)
+    if results:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from risam.engine.config import load_config
+    from risam.engine.evaluator import run_evaluation
+    from risam.metrics import results_table
+
+    results = run_evaluation(load_config(args.config, args.set), args.checkpoint, args.split, args.output)
+    print(results_table(results))
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    from risam.quickstart import quickstart
+
+    results = quickstart(args.out, **({"num_images": args.images} if args.images else {}), seed=args.seed)
+    print(f"overall IoU on RefShapes val: {100 * results['overall_iou']:.2f}% (written to {args.out})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``risam`` subcommand."""
     parser = argparse.ArgumentParser(prog="risam", description="Referring image segmentation with RISAM.")
@@ -45,6 +73,27 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", nargs="?", default="risam_vit_h", choices=list_models(), help="registered model")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=_info)
+
+    overrides = {"action": "append", "default": [], "metavar": "KEY=VALUE", "help": "override a config value"}
+    train = commands.add_parser("train", help="train a model (torchrun for several processes)")
+    train.add_argument("--config", required=True, help="experiment YAML, or a shipped name such as refcoco")
+    train.add_argument("--set", **overrides)
+    train.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.pt")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a RISAM weights file on a split")
+    evaluate.add_argument("--config", required=True, help="experiment YAML, or a shipped name")
+    evaluate.add_argument("--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors)")
+    evaluate.add_argument("--split", required=True, help="split to evaluate, e.g. val, testA")
+    evaluate.add_argument("--output", type=Path, default=None, help="results JSON (a .md table is written beside)")
+    evaluate.add_argument("--set", **overrides)
+    evaluate.set_defaults(run=_evaluate)
+
+    quick = commands.add_parser("quickstart", help="generate RefShapes, train risam_tiny, evaluate, draw overlays")
+    quick.add_argument("--out", type=Path, default=Path("risam-quickstart"), help="output folder")
+    quick.add_argument("--images", type=int, default=None, help="RefShapes images to generate (default 1000)")
+    quick.add_argument("--seed", type=int, default=0, help="random seed")
+    quick.set_defaults(run=_quickstart)
 
     data = commands.add_parser("data", help="datasets: generate RefShapes, check a data root")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

@@ -16,7 +16,8 @@ Decisions where the paper is silent (docs/model.md):
   with one checkpoint), added to queries and keys, never to values, as in DETR; the query
   token's position is zero. Padding words are masked as keys in Eq. 8 and Eq. 9.
 - The upsampling blocks end in GELU and the query MLP has three layers with ReLU, as in
-  SAM's mask decoder; there are no feed-forward sublayers (the paper lists none).
+  SAM's mask decoder; there are no feed-forward sublayers (the paper lists none). The
+  transposed convolutions have no bias: the batch norm after each removes it anyway.
 """
 
 from __future__ import annotations
@@ -130,10 +131,10 @@ class MaskDecoder(nn.Module):
         self.query_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.layers = nn.ModuleList([DecoderLayer(dim, num_heads) for _ in range(depth)])
         self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2),
+            nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2, bias=False),
             nn.BatchNorm2d(dim // 4),
             nn.GELU(),
-            nn.ConvTranspose2d(dim // 4, mask_dim, kernel_size=2, stride=2),
+            nn.ConvTranspose2d(dim // 4, mask_dim, kernel_size=2, stride=2, bias=False),
             nn.BatchNorm2d(mask_dim),
             nn.GELU(),
         )

@@ -1,0 +1,229 @@
+"""Experiment configs: YAML files in ``configs/`` plus ``--set key=value`` overrides.
+
+Every section is a typed dataclass; unknown keys and wrong types raise ConfigError naming
+the key. Data and checkpoint paths are never part of the shipped files: they come from
+``--set data.root=...`` (or a copy of the file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from risam.configs.model import ConfigError
+
+
+@dataclass
+class ModelSection:
+    """Which registered model, with dotted architecture overrides, and the encoder files."""
+
+    name: str = "risam_vit_h"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    sam_checkpoint: str | None = None
+    clip_checkpoint: str | None = None
+
+
+@dataclass
+class DataSection:
+    """The dataset under a data root (REFER layout) and how it is read."""
+
+    root: str | None = None
+    dataset: str = "refcoco"
+    train_split: str = "train"
+    val_split: str = "val"
+    image_root: str | None = None
+    max_words: int = 17
+    num_workers: int = 4
+
+
+@dataclass
+class BatchSection:
+    """How sentences are batched.
+
+    ``mode: grouped`` batches whole images with their sentences (chunks of at most
+    ``sentences_per_image``), so the frozen image encoder runs once per image;
+    ``mode: sentence`` batches independent sentences. ``global_groups`` is the number of
+    groups (images, or sentences) per optimizer step over all ranks and accumulation steps.
+    """
+
+    mode: Literal["grouped", "sentence"] = "grouped"
+    global_groups: int = 4
+    sentences_per_image: int | None = 8
+    accumulation_steps: int = 1
+
+
+@dataclass
+class OptimSection:
+    """Adam, and the learning rate multiplied by ``gamma`` at each milestone epoch."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    epochs: int = 50
+    milestones: list[int] = field(default_factory=lambda: [30, 42])
+    gamma: float = 0.1
+
+
+@dataclass
+class LossSection:
+    """Eq. 12's weights and the focal loss's gamma."""
+
+    focal_weight: float = 0.5
+    dice_weight: float = 0.5
+    focal_gamma: float = 2.0
+
+
+@dataclass
+class TrainSection:
+    """Run settings. ``max_steps`` (if set) ends training early, for tests and smoke runs."""
+
+    output_dir: str = "runs/experiment"
+    seed: int = 0
+    bf16: bool = True
+    checkpoint_every_steps: int = 1000
+    log_every_steps: int = 50
+    eval_every_epochs: int = 1
+    max_steps: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class EvalSection:
+    """Inference: sigmoid threshold of the mask and evaluation batch size (images per batch)."""
+
+    threshold: float = 0.35
+    images_per_batch: int = 8
+
+
+@dataclass
+class ExperimentConfig:
+    """A whole experiment."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    batch: BatchSection = field(default_factory=BatchSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    loss: LossSection = field(default_factory=LossSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain nested dict (YAML/JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> ExperimentConfig:
+        """Build from nested dicts; ``source`` names the file in errors."""
+        return _build(cls, data, prefix="", source=source)
+
+    def model_overrides(self) -> dict[str, Any]:
+        """The architecture overrides, with the text length of the data section applied."""
+        return {"text_encoder.max_words": self.data.max_words, **self.model.overrides}
+
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    """A config file: the path itself, or the name of a shipped experiment (``refcoco``, ``refshapes_tiny``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = EXPERIMENTS_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"config file not found: {name_or_path}; shipped experiments: {', '.join(names)}")
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read a YAML experiment config (a path or a shipped name; None: the defaults), apply overrides.
+
+    Override values are parsed as YAML (``optim.lr=1e-3``, ``optim.milestones=[3,4]``,
+    ``model.overrides={head.tau: 0.3}``, ``data.root=/data``).
+    """
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = resolve_config_path(path)
+        source = str(path)
+        with open(path) as handle:
+            loaded = yaml.safe_load(handle)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+        data = loaded or {}
+    for item in overrides:
+        key, separator, raw = item.partition("=")
+        if not separator or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. optim.lr=1e-4")
+        *parents, leaf = key.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
+        node[leaf] = yaml.safe_load(raw) if raw else None
+    return ExperimentConfig.from_dict(data, source=source)
+
+
+def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
+    """Write ``config`` as YAML."""
+    with open(path, "w") as handle:
+        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'the config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {[prefix + k for k in unknown]}; known here: {sorted(known)}")
+    values = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, prefix + name + ".", source)
+        else:
+            values[name] = _check(hint, value, prefix + name, source)
+    return cls(**values)
+
+
+def _check(hint: Any, value: Any, key: str, source: str) -> Any:
+    """``value`` as type ``hint`` (ints are accepted for floats), or ConfigError naming ``key``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _check(inner, value, key, source)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {key}={value!r}; expected one of {list(args)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        return [_check(args[0], item, f"{key}[{i}]", source) for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,115 @@
+"""Evaluation: logits to the original resolution, sigmoid, threshold, metrics summed over ranks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from risam.data.dataset import ReferBatch, ReferDataset, identity_collate
+from risam.data.sampler import GroupedBatchSampler
+from risam.data.transforms import postprocess_logits
+from risam.engine.config import ExperimentConfig
+from risam.engine.distributed import init_distributed
+from risam.engine.experiment import build_dataset
+from risam.metrics import MetricAccumulator, results_table
+from risam.modeling.risam import RISAM
+from risam.registry import create_model
+from risam.weights import read_config
+
+
+def predict_masks(batch_logits: torch.Tensor, batch: ReferBatch, img_size: int, threshold: float) -> list[torch.Tensor]:
+    """Binary masks at the original resolution for every sentence of ``batch``.
+
+    batch_logits: B x S/4 x S/4. Returns B bool tensors of each image's H x W.
+    """
+    masks = []
+    for row, logits in enumerate(batch_logits):
+        image = int(batch.image_index[row])
+        full = postprocess_logits(logits, img_size, batch.resized_sizes[image], batch.original_sizes[image])
+        masks.append(torch.sigmoid(full) > threshold)
+    return masks
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: RISAM,
+    dataset: ReferDataset,
+    threshold: float,
+    images_per_batch: int,
+    device: torch.device,
+    num_workers: int = 0,
+    bf16: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Metrics of ``model`` on ``dataset`` (which must keep original masks), over all ranks.
+
+    Each rank evaluates a disjoint shard of the images; intersections and unions are summed
+    across ranks before dividing.
+    """
+    if not dataset.keep_original_masks:
+        raise ValueError("evaluation needs a ReferDataset built with keep_original_masks=True")
+    was_training = model.training
+    model.eval()
+    sampler = GroupedBatchSampler(dataset.image_ids, images_per_batch, shuffle=False)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=identity_collate, num_workers=num_workers)
+    metrics = MetricAccumulator()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
+    bar = tqdm(loader, desc="evaluate", unit="batch", disable=not progress, dynamic_ncols=True)
+    for batch in bar:
+        moved = batch.to(device)
+        with autocast:
+            logits = model(moved.images, moved.tokens, image_index=moved.image_index)
+        for prediction, target in zip(
+            predict_masks(logits.float().cpu(), batch, dataset.img_size, threshold), batch.original_masks, strict=True
+        ):
+            metrics.add(prediction, target)
+    metrics.all_reduce()
+    model.train(was_training)
+    return metrics.summary()
+
+
+def run_evaluation(
+    config: ExperimentConfig, checkpoint: str | os.PathLike, split: str, output: str | os.PathLike | None = None
+) -> dict[str, Any]:
+    """Evaluate the RISAM weights file ``checkpoint`` on ``split`` of the configured dataset.
+
+    The architecture comes from the checkpoint, the encoder files and data from ``config``.
+    Rank 0 writes ``output`` (JSON, fractions) and, next to it, the same as a markdown table
+    in percent (``.md``). Returns the results.
+    """
+    context = init_distributed()
+    model = create_model(
+        checkpoint=checkpoint,
+        sam_checkpoint=config.model.sam_checkpoint,
+        clip_checkpoint=config.model.clip_checkpoint,
+    ).to(context.device)
+    dataset = build_dataset(config, model, split, for_eval=True)
+    results = evaluate_model(
+        model,
+        dataset,
+        threshold=config.eval.threshold,
+        images_per_batch=config.eval.images_per_batch,
+        device=context.device,
+        num_workers=config.data.num_workers,
+        bf16=config.train.bf16,
+        progress=config.train.progress and context.is_main,
+    )
+    results.update(
+        model=read_config(checkpoint).name, dataset=config.data.dataset, split=split, checkpoint=str(checkpoint)
+    )
+    if output is not None and context.is_main:
+        write_results(results, Path(output))
+    return results
+
+
+def write_results(results: dict[str, Any], path: Path) -> None:
+    """``results`` as JSON at ``path`` and as a markdown table at ``path`` with suffix ``.md``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    path.with_suffix(".md").write_text(results_table(results) + "\n")

@@ -1,0 +1,36 @@
+"""The model and datasets an experiment config describes."""
+
+from __future__ import annotations
+
+from risam.configs.model import ConfigError
+from risam.data.dataset import ReferDataset
+from risam.data.readers import load_split
+from risam.engine.config import ExperimentConfig
+from risam.modeling.risam import RISAM
+from risam.registry import create_model
+
+
+def build_experiment_model(config: ExperimentConfig) -> RISAM:
+    """The model of ``config.model``, with its encoder files and the data section's text length."""
+    return create_model(
+        config.model.name,
+        sam_checkpoint=config.model.sam_checkpoint,
+        clip_checkpoint=config.model.clip_checkpoint,
+        overrides=config.model_overrides(),
+    )
+
+
+def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: bool) -> ReferDataset:
+    """The ``split`` of the configured dataset, preprocessed for ``model`` (original masks kept for eval)."""
+    if config.data.root is None:
+        raise ConfigError("data.root is not set; pass --set data.root=/path/to/data (a REFER-layout data root)")
+    data = load_split(config.data.root, config.data.dataset, split, image_root=config.data.image_root)
+    image = model.image_encoder.config
+    return ReferDataset(
+        data,
+        image.img_size,
+        model.text_encoder.tokenize,
+        image.pixel_mean,
+        image.pixel_std,
+        keep_original_masks=for_eval,
+    )
