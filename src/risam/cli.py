@@ -23,7 +23,7 @@ def _info(args: argparse.Namespace) -> int:
 def _data_synth(args: argparse.Namespace) -> int:
     from risam.data.synthetic import generate_refshapes
 
-    summary = generate_refshapes(args.out, num_images=args.images, seed=args.seed)
+    summary = generate_refshapes(args.out, num_images=args.images, seed=args.seed, progress=True)
     print(json.dumps({"out": str(args.out), "splits": summary}, indent=2))
     return 0
 

@@ -25,7 +25,7 @@ def quickstart(out: str | os.PathLike, num_images: int = 1000, seed: int = 0, ov
     draw ``overlays`` predictions (``out/overlays/*.png``). Returns the validation results."""
     out = Path(out)
     data_root = out / "data"
-    summary = generate_refshapes(data_root, num_images=num_images, seed=seed)
+    summary = generate_refshapes(data_root, num_images=num_images, seed=seed, progress=True)
     (out / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     config = load_config(
         "refshapes_tiny", [f"data.root={data_root}", f"train.output_dir={out / 'run'}", f"train.seed={seed}"]

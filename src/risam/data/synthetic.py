@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
 from risam.data.catalog import dataset_spec
 from risam.data.masks import decode_segmentation, encode_mask
@@ -595,9 +596,11 @@ def render(query: Query, rng: np.random.Generator) -> str:
 
 
 def generate_refshapes(
-    out: str | Path, num_images: int, seed: int, expressions_per_image: int = 7
+    out: str | Path, num_images: int, seed: int, expressions_per_image: int = 7, progress: bool = False
 ) -> dict[str, dict[str, int]]:
     """Write RefShapes under the data root ``out`` (see the module docstring for the layout).
+
+    ``progress`` shows a progress bar with throughput and ETA.
 
     Returns per-split counts, a plain dict ``{split: {"images", "objects", "sentences",
     "gref_sentences"}}``: ``sentences`` counts the single-target sentences of ``refs(unc).p``,
@@ -611,7 +614,8 @@ def generate_refshapes(
     refs: list[dict[str, Any]] = []
     grefs: list[dict[str, Any]] = []
     summary = {split: {"images": 0, "objects": 0, "sentences": 0, "gref_sentences": 0} for split in SPLITS}
-    for scene in refshapes_scenes(num_images, seed, expressions_per_image):
+    scenes = refshapes_scenes(num_images, seed, expressions_per_image)
+    for scene in tqdm(scenes, total=num_images, desc="RefShapes", unit="image", disable=not progress):
         Image.fromarray(scene.image).save(image_dir / scene.file_name, format="PNG")
         height, width = scene.image.shape[:2]
         images.append({"id": scene.image_id, "file_name": scene.file_name, "height": height, "width": width})
