@@ -76,7 +76,7 @@ def test_overrides_and_their_errors():
     assert config.model_overrides() == {"text_encoder.max_words": 17, "head.tau": 0.3}
     with pytest.raises(ConfigError, match=r"optim\.lrr"):
         load_config("refcoco", ["optim.lrr=1"])
-    with pytest.raises(ConfigError, match=r"optim\.epochs must be int"):
+    with pytest.raises(ConfigError, match=r"optim\.epochs must be an integer"):
         load_config("refcoco", ["optim.epochs=many"])
     with pytest.raises(ConfigError, match="expected one of"):
         load_config("refcoco", ["batch.mode=images"])

@@ -7,17 +7,13 @@ rebuild the model from it. ``from_dict`` refuses unknown keys and wrong types, n
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from risam.configs.parse import ConfigError, dataclass_from_dict
+
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
-
-
-class ConfigError(ValueError):
-    """A config value or key is wrong; the message names it and what would be right."""
 
 
 @dataclass(frozen=True)
@@ -141,7 +137,7 @@ class RISAMConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RISAMConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys and wrong types raise ConfigError."""
-        return _from_dict(cls, data, prefix="")
+        return dataclass_from_dict(cls, data)
 
     def replace(self, **changes: Any) -> RISAMConfig:
         """A copy with dotted keys changed, e.g. ``replace(**{"head.tau": 0.3})``."""
@@ -157,47 +153,3 @@ class RISAMConfig:
                 raise ConfigError(f"unknown config key {dotted!r}; known here: {sorted(node)}")
             node[leaf] = value
         return RISAMConfig.from_dict(data)
-
-
-def _from_dict(cls: type, data: Any, prefix: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"config section {prefix or '<root>'!r} must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {[prefix + k for k in unknown]}; known: {sorted(known)}")
-    kwargs = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, prefix + name)
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(hint):
-        return _from_dict(hint, value, prefix=key + ".")
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r} must be a list, got {value!r}")
-        (item_type, *_rest) = typing.get_args(hint)
-        return tuple(_coerce(item_type, item, f"{key}[{i}]") for i, item in enumerate(value))
-    if origin in (typing.Union, types.UnionType):
-        raise ConfigError(f"config key {key!r} has an unsupported union type")
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} must be true or false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r} must be an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r} must be a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"config key {key!r} must be a string, got {value!r}")
-        return value
-    raise ConfigError(f"config key {key!r} has an unsupported type {hint!r}")

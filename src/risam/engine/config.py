@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from risam.configs.model import ConfigError
+from risam.configs.parse import ConfigError, dataclass_from_dict
 
 
 @dataclass
@@ -120,7 +118,7 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> ExperimentConfig:
         """Build from nested dicts; ``source`` names the file in errors."""
-        return _build(cls, data, prefix="", source=source)
+        return dataclass_from_dict(cls, data, source=source)
 
     def model_overrides(self) -> dict[str, Any]:
         """The architecture overrides, with the text length of the data section applied."""
@@ -176,54 +174,3 @@ def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
     """Write ``config`` as YAML."""
     with open(path, "w") as handle:
         yaml.safe_dump(config.to_dict(), handle, sort_keys=False)
-
-
-def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'the config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {[prefix + k for k in unknown]}; known here: {sorted(known)}")
-    values = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, prefix + name + ".", source)
-        else:
-            values[name] = _check(hint, value, prefix + name, source)
-    return cls(**values)
-
-
-def _check(hint: Any, value: Any, key: str, source: str) -> Any:
-    """``value`` as type ``hint`` (ints are accepted for floats), or ConfigError naming ``key``."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is typing.Union or origin is types.UnionType:
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _check(inner, value, key, source)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{source}: {key}={value!r}; expected one of {list(args)}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
-        return [_check(args[0], item, f"{key}[{i}]", source) for i, item in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{source}: {key} must be a mapping, got {value!r}")
-        return dict(value)
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ConfigError(f"{source}: {key} must be {hint.__name__}, got {value!r}")
-    return value
