@@ -70,3 +70,61 @@ def test_data_synth_then_check(tmp_path, capsys):
     missing.unlink()
     assert main(["data", "check", str(tmp_path), "--dataset", "refshapes"]) == 1
     assert missing.name in capsys.readouterr().out
+
+
+@pytest.fixture
+def tiny_weights(tmp_path):
+    from risam import create_model, get_config, save_weights
+
+    overrides = {"image_encoder.freeze": False, "text_encoder.freeze": False}
+    model = create_model("risam_tiny", overrides=overrides)
+    path = tmp_path / "tiny.safetensors"
+    save_weights(model.trainable_state_dict(), get_config("risam_tiny", overrides), path)
+    return path
+
+
+def test_segment_writes_masks_overlays_and_json(tmp_path, tiny_weights, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from risam.data.masks import decode_segmentation
+    from risam.predictor import RISAMPredictor
+
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (70, 110, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    assert (
+        main(
+            ["segment", "--checkpoint", str(tiny_weights), str(image), "the dog", "the cat on the left", "-o", str(out)]
+        )
+        == 0
+    )
+    summary = json.loads((out / "predictions.json").read_text())
+    assert [p["text"] for p in summary["predictions"]] == ["the dog", "the cat on the left"]
+    predictor = RISAMPredictor.from_checkpoint(tiny_weights)
+    predictor.set_image(image)
+    for index, record in enumerate(summary["predictions"]):
+        mask = np.asarray(Image.open(out / record["mask"])) > 0
+        expected = predictor.predict(record["text"])
+        np.testing.assert_array_equal(mask, expected.mask)
+        np.testing.assert_array_equal(decode_segmentation(record["rle"], 70, 110, "rle"), expected.mask)
+        assert record["score"] == pytest.approx(expected.score)
+        assert (out / f"{index:02d}_overlay.png").is_file()
+    assert "the cat on the left" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "expression", "message"),
+    [(b"plain text", "the dog", "not an image"), (None, "   ", "is empty")],
+)
+def test_segment_bad_input_is_one_readable_line(tmp_path, tiny_weights, capsys, content, expression, message):
+    from PIL import Image
+
+    image = tmp_path / "input.png"
+    if content is None:
+        Image.new("RGB", (8, 8)).save(image)
+    else:
+        image.write_bytes(content)
+    assert main(["segment", "--checkpoint", str(tiny_weights), str(image), expression, "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("risam segment: error:") and message in err and "Traceback" not in err

@@ -64,6 +64,42 @@ def _quickstart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _segment(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from risam.data.masks import encode_mask
+    from risam.image_io import load_image
+    from risam.predictor import RISAMPredictor
+    from risam.viz import overlay_mask
+
+    predictor = RISAMPredictor.from_checkpoint(
+        args.checkpoint, args.sam_checkpoint, args.clip_checkpoint, threshold=args.threshold
+    )
+    image = load_image(args.image)
+    predictor.set_image(image)
+    results = predictor.predict(args.expressions)
+    args.output.mkdir(parents=True, exist_ok=True)
+    records = []
+    for index, result in enumerate(results):
+        Image.fromarray(result.mask.astype("uint8") * 255).save(args.output / f"{index:02d}_mask.png")
+        overlay_mask(image, result.mask).save(args.output / f"{index:02d}_overlay.png")
+        records.append(
+            {
+                "text": result.text,
+                "score": result.score,
+                "bbox": result.bbox,
+                "rle": encode_mask(result.mask),
+                "mask": f"{index:02d}_mask.png",
+                "overlay": f"{index:02d}_overlay.png",
+            }
+        )
+    summary = {"image": str(args.image), "checkpoint": str(args.checkpoint), "predictions": records}
+    (args.output / "predictions.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for record in records:
+        print(f"{record['score']:.3f}  {record['bbox']}  {record['text']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``risam`` subcommand."""
     parser = argparse.ArgumentParser(prog="risam", description="Referring image segmentation with RISAM.")
@@ -95,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--seed", type=int, default=0, help="random seed")
     quick.set_defaults(run=_quickstart)
 
+    segment = commands.add_parser("segment", help="segment expressions in an image: mask PNGs, overlays, JSON")
+    segment.add_argument("--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors)")
+    segment.add_argument("image", type=Path, help="image file")
+    segment.add_argument("expressions", nargs="+", help="one or more expressions")
+    segment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    segment.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
+    segment.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
+    segment.add_argument("--threshold", type=float, default=0.35, help="sigmoid threshold (default 0.35)")
+    segment.set_defaults(run=_segment)
+
     data = commands.add_parser("data", help="datasets: generate RefShapes, check a data root")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     synth = data_commands.add_parser("synth", help="write the RefShapes synthetic benchmark in REFER formats")
@@ -111,9 +157,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``risam`` with ``argv`` (default: the process arguments); returns the exit code."""
+    """Run ``risam`` with ``argv`` (default: the process arguments); returns the exit code.
+
+    Bad input (a file, image, expression, config or checkpoint that cannot be used) prints
+    one readable line to stderr and returns 2, never a traceback.
+    """
+    from risam.configs.parse import ConfigError
+    from risam.data.masks import AnnotationError
+    from risam.image_io import ImageInputError
+    from risam.modeling.state_dict import CheckpointError
+    from risam.predictor import ExpressionError
+
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (
+        AnnotationError,
+        CheckpointError,
+        ConfigError,
+        ExpressionError,
+        FileNotFoundError,
+        ImageInputError,
+    ) as error:
+        print(f"risam {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -74,6 +74,11 @@ class ClipTextEncoder(nn.Module):
         batch = [texts] if isinstance(texts, str) else list(texts)
         return _bpe_tokenizer()(batch, context_length=self.config.max_words)
 
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """How many tokens each expression has before truncation, start and end tokens included."""
+        tokenizer = _bpe_tokenizer()
+        return [len(tokenizer.encode(text)) + 2 for text in texts]
+
     def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Per-token features of ``tokens`` (B x L token ids, L <= context_length).
 

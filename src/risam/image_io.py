@@ -1,0 +1,98 @@
+"""Reading the images users really send: paths, PIL images, numpy arrays, in any common mode.
+
+Every image becomes an RGB PIL image in its displayed orientation (EXIF rotation applied).
+Problems raise :class:`ImageInputError` with a message that names the input and what would
+be right; no input leaves a traceback from deep inside Pillow.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000
+
+
+class ImageInputError(ValueError):
+    """An image cannot be used; the message says why and what is accepted."""
+
+
+ImageSource = str | os.PathLike | Image.Image | np.ndarray
+
+
+def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
+    """An RGB image from a path, a PIL image or an H x W x 3 (or H x W) uint8 array.
+
+    Paths are checked against ``max_pixels`` from the header, before the pixels are decoded.
+    16-bit images are scaled to 8 bits, alpha is dropped (composited on white), CMYK and
+    palette images are converted, EXIF orientation is applied. ``name`` names the input in
+    errors (defaults to the path).
+    """
+    if isinstance(source, np.ndarray):
+        return _from_array(source, name or "the array")
+    if isinstance(source, Image.Image):
+        return _to_rgb(_oriented(source, name or "the image", max_pixels), name or "the image")
+    path = Path(source)
+    label = name or str(path)
+    if not path.is_file():
+        raise ImageInputError(f"{label}: no such file")
+    try:
+        with Image.open(path) as image:
+            _check_size(image, label, max_pixels)
+            image.load()
+            return _to_rgb(_oriented(image, label, max_pixels), label)
+    except ImageInputError:
+        raise
+    except UnidentifiedImageError as error:
+        raise ImageInputError(f"{label}: not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, GIF)") from error
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageInputError(f"{label}: the image data is damaged or truncated ({error})") from error
+
+
+def _check_size(image: Image.Image, label: str, max_pixels: int) -> None:
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ImageInputError(f"{label}: the image is empty ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageInputError(
+            f"{label}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} pixels"
+        )
+
+
+def _oriented(image: Image.Image, label: str, max_pixels: int) -> Image.Image:
+    _check_size(image, label, max_pixels)
+    return ImageOps.exif_transpose(image)
+
+
+def _to_rgb(image: Image.Image, label: str) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if pixels.max() > 255 else 255.0
+        return Image.fromarray((pixels / top * 255).round().clip(0, 255).astype(np.uint8)).convert("RGB")
+    if image.mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        return Image.fromarray((pixels.clip(0, 1) * 255).round().astype(np.uint8)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except ValueError as error:
+        raise ImageInputError(f"{label}: image mode {image.mode!r} cannot be converted to RGB") from error
+
+
+def _from_array(array: np.ndarray, label: str) -> Image.Image:
+    if array.ndim == 2:
+        array = np.repeat(array[:, :, None], 3, axis=2)
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.dtype != np.uint8:
+        raise ImageInputError(
+            f"{label}: expected an H x W x 3 uint8 RGB array (or H x W grayscale), got shape {array.shape} "
+            f"and dtype {array.dtype}"
+        )
+    if array.shape[0] < 1 or array.shape[1] < 1:
+        raise ImageInputError(f"{label}: the array is empty ({array.shape})")
+    return _to_rgb(Image.fromarray(np.ascontiguousarray(array)), label)
