@@ -100,6 +100,22 @@ def _segment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from risam.explain import explain, render_explanation
+    from risam.image_io import load_image
+    from risam.predictor import RISAMPredictor
+
+    predictor = RISAMPredictor.from_checkpoint(args.checkpoint, args.sam_checkpoint, args.clip_checkpoint)
+    image = load_image(args.image)
+    predictor.set_image(image)
+    result = explain(predictor, args.expression, pixel=tuple(args.pixel) if args.pixel else None, block=args.block)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    render_explanation(image, result).save(args.output)
+    weights = ", ".join(f"{w}={v:.2f}" for w, v in zip(result.words, result.word_weights, strict=True))
+    print(f"wrote {args.output}; word weights at {result.pixel}: {weights}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``risam`` subcommand."""
     parser = argparse.ArgumentParser(prog="risam", description="Referring image segmentation with RISAM.")
@@ -140,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
     segment.add_argument("--threshold", type=float, default=0.35, help="sigmoid threshold (default 0.35)")
     segment.set_defaults(run=_segment)
+
+    explain = commands.add_parser("explain", help="per-word attention maps and word weights at a pixel, as a figure")
+    explain.add_argument("--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors)")
+    explain.add_argument("image", type=Path, help="image file")
+    explain.add_argument("expression", help="the expression")
+    explain.add_argument("-o", "--output", type=Path, required=True, help="figure file (PNG)")
+    explain.add_argument("--pixel", type=int, nargs=2, metavar=("X", "Y"), help="default: the mask's centre")
+    explain.add_argument("--block", type=int, default=-1, help="Mutual-Aware Attention block (default: last)")
+    explain.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
+    explain.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
+    explain.set_defaults(run=_explain)
 
     data = commands.add_parser("data", help="datasets: generate RefShapes, check a data root")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")

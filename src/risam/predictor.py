@@ -95,7 +95,7 @@ class RISAMPredictor:
         for item in texts:
             if not isinstance(item, str) or not item.strip():
                 raise ExpressionError(f"expression {item!r} is empty; describe the region to segment")
-        tokens = self._tokenize(texts)
+        tokens = self.tokenize(texts)
         features, padding = self.model.encode_text(tokens.to(self.device))
         logits = self.model.decode(self.visual.expand(len(texts), -1, -1, -1), features, padding)
         size = self.model.image_encoder.config.img_size
@@ -107,7 +107,7 @@ class RISAMPredictor:
             results.append(Prediction(item, mask, probability.astype(np.float32), score, mask_bbox(mask)))
         return results[0] if isinstance(text, str) else results
 
-    def _tokenize(self, texts: list[str]) -> torch.Tensor:
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
         """Token ids, warning about expressions longer than the model reads (they are truncated)."""
         encoder = self.model.text_encoder
         limit = encoder.config.max_words

@@ -79,6 +79,16 @@ class ClipTextEncoder(nn.Module):
         tokenizer = _bpe_tokenizer()
         return [len(tokenizer.encode(text)) + 2 for text in texts]
 
+    def token_words(self, tokens: Tensor) -> list[str]:
+        """The text of each token id of one expression (L ids), e.g. ``['<start>', 'the', 'dog', '<end>']``."""
+        tokenizer = _bpe_tokenizer()
+        names = {
+            tokenizer.encoder["<start_of_text>"]: "<start>",
+            tokenizer.encoder["<end_of_text>"]: "<end>",
+            PAD_ID: "",
+        }
+        return [names.get(int(t), tokenizer.decode([int(t)]).strip()) for t in tokens]
+
     def forward(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Per-token features of ``tokens`` (B x L token ids, L <= context_length).
 
