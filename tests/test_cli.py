@@ -128,3 +128,52 @@ def test_segment_bad_input_is_one_readable_line(tmp_path, tiny_weights, capsys, 
     assert main(["segment", "--checkpoint", str(tiny_weights), str(image), expression, "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("risam segment: error:") and message in err and "Traceback" not in err
+
+
+def _write_image(path, kind):
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(3).integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    if kind == "exif.jpg":
+        image = Image.fromarray(pixels)
+        exif = image.getexif()
+        exif[0x0112] = 6
+        image.save(path, exif=exif)
+    elif kind == "gray.png":
+        Image.fromarray(pixels[..., 0]).save(path)
+    elif kind == "rgba.png":
+        Image.fromarray(np.dstack([pixels, pixels[..., :1]])).save(path)
+    elif kind == "16bit.png":
+        Image.fromarray(pixels[..., 0].astype(np.uint16) * 257).save(path)
+    elif kind == "cmyk.jpg":
+        Image.fromarray(pixels).convert("CMYK").save(path)
+    elif kind == "1x1.png":
+        Image.new("RGB", (1, 1), (9, 9, 9)).save(path)
+    elif kind == "truncated.png":
+        Image.fromarray(pixels).save(path)
+        path.write_bytes(path.read_bytes()[:120])
+
+
+@pytest.mark.parametrize("kind", ["exif.jpg", "gray.png", "rgba.png", "16bit.png", "cmyk.jpg", "1x1.png"])
+def test_segment_accepts_the_images_users_send(tmp_path, tiny_weights, kind):
+    from PIL import Image
+
+    path = tmp_path / kind
+    _write_image(path, kind)
+    out = tmp_path / "out"
+    assert main(["segment", "--checkpoint", str(tiny_weights), str(path), "the dog", "-o", str(out)]) == 0
+    mask = Image.open(out / "00_mask.png")
+    expected = {"exif.jpg": (30, 50), "1x1.png": (1, 1)}.get(kind, (50, 30))  # EXIF 6: displayed rotated
+    assert mask.size == expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"), [("truncated.png", "damaged or truncated"), ("missing.png", "no such file")]
+)
+def test_segment_refuses_broken_files_readably(tmp_path, tiny_weights, capsys, kind, message):
+    path = tmp_path / kind
+    _write_image(path, kind)
+    assert main(["segment", "--checkpoint", str(tiny_weights), str(path), "the dog", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
