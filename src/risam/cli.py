@@ -116,6 +116,20 @@ def _explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from risam.demo import launch_demo
+
+    launch_demo(
+        args.checkpoint,
+        args.sam_checkpoint,
+        args.clip_checkpoint,
+        host=args.host,
+        port=args.port,
+        max_upload_bytes=args.max_upload_bytes,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``risam`` subcommand."""
     parser = argparse.ArgumentParser(prog="risam", description="Referring image segmentation with RISAM.")
@@ -167,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
     explain.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
     explain.set_defaults(run=_explain)
+
+    demo = commands.add_parser("demo", help="serve the web demo (needs the 'demo' extra)")
+    demo.add_argument("--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors)")
+    demo.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
+    demo.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    demo.add_argument("--max-upload-bytes", type=int, default=20_000_000, help="largest accepted upload")
+    demo.set_defaults(run=_demo)
 
     data = commands.add_parser("data", help="datasets: generate RefShapes, check a data root")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
