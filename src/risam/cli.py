@@ -130,6 +130,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_files(parser: argparse.ArgumentParser) -> None:
+    """The weights file of a trained model and the encoder files it was trained on."""
+    parser.add_argument("--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors)")
+    parser.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
+    parser.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``risam`` subcommand."""
     parser = argparse.ArgumentParser(prog="risam", description="Referring image segmentation with RISAM.")
@@ -162,30 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
     quick.set_defaults(run=_quickstart)
 
     segment = commands.add_parser("segment", help="segment expressions in an image: mask PNGs, overlays, JSON")
-    segment.add_argument("--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors)")
+    _add_model_files(segment)
     segment.add_argument("image", type=Path, help="image file")
     segment.add_argument("expressions", nargs="+", help="one or more expressions")
     segment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    segment.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
-    segment.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
     segment.add_argument("--threshold", type=float, default=0.35, help="sigmoid threshold (default 0.35)")
     segment.set_defaults(run=_segment)
 
     explain = commands.add_parser("explain", help="per-word attention maps and word weights at a pixel, as a figure")
-    explain.add_argument("--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors)")
+    _add_model_files(explain)
     explain.add_argument("image", type=Path, help="image file")
     explain.add_argument("expression", help="the expression")
     explain.add_argument("-o", "--output", type=Path, required=True, help="figure file (PNG)")
     explain.add_argument("--pixel", type=int, nargs=2, metavar=("X", "Y"), help="default: the mask's centre")
     explain.add_argument("--block", type=int, default=-1, help="Mutual-Aware Attention block (default: last)")
-    explain.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
-    explain.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
     explain.set_defaults(run=_explain)
 
     demo = commands.add_parser("demo", help="serve the web demo (needs the 'demo' extra)")
-    demo.add_argument("--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors)")
-    demo.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
-    demo.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
+    _add_model_files(demo)
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     demo.add_argument("--max-upload-bytes", type=int, default=20_000_000, help="largest accepted upload")
