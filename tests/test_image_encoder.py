@@ -80,6 +80,16 @@ def test_taps_match_meta_encoder(tmp_path: Path) -> None:
     _check_taps_match_meta(encoder, sam)
 
 
+def test_global_attention_in_chunks_matches_meta_encoder(tmp_path: Path) -> None:
+    path, sam = _save_sam(tmp_path, TINY)
+    # 64 tokens in chunks of 5 query tokens: 12 full chunks and a last one of 4.
+    encoder = SamImageEncoder(ImageEncoderConfig(variant="test", tap_indices=(3, 5, 7), attention_chunk=5, **TINY))
+    encoder.eval().load_sam_checkpoint(path)
+    assert type(encoder.vit.blocks[1].attn).__name__ == "ChunkedGlobalAttention"
+    assert type(encoder.vit.blocks[0].attn).__name__ == "Attention"
+    _check_taps_match_meta(encoder, sam)
+
+
 def test_vit_b_taps_match_meta_encoder(tmp_path: Path) -> None:
     path, sam = _save_sam(tmp_path, VIT_B_256)
     encoder = _encoder(VIT_B_256, tap_indices=(5, 8, 11))

@@ -22,6 +22,9 @@ class ImageEncoderConfig:
 
     ``tap_indices`` are the blocks whose outputs RISAM uses: the 2nd, 3rd and 4th
     global-attention blocks (paper Sec. 3.1). Pixel statistics are SAM's, in 0-255 units.
+    ``attention_chunk`` is how many query tokens a global-attention block handles at once; it
+    bounds the memory of the relative-position bias and attention matrix (ViT-H at 1024 x 1024
+    would otherwise hold 16 x 4096 x 4096 of each) and does not change the result.
     """
 
     variant: str = "sam_vit_h"
@@ -35,6 +38,7 @@ class ImageEncoderConfig:
     img_size: int = 1024
     pixel_mean: tuple[float, float, float] = SAM_PIXEL_MEAN
     pixel_std: tuple[float, float, float] = SAM_PIXEL_STD
+    attention_chunk: int = 1024
     freeze: bool = True
 
     def __post_init__(self) -> None:
@@ -48,6 +52,8 @@ class ImageEncoderConfig:
             raise ConfigError(
                 f"image_encoder.tap_indices={self.tap_indices}: indices must lie in [0, depth={self.depth})"
             )
+        if self.attention_chunk < 1:
+            raise ConfigError(f"image_encoder.attention_chunk={self.attention_chunk}: must be at least 1")
         if self.img_size % self.patch_size:
             raise ConfigError(
                 f"image_encoder.img_size={self.img_size} is not a multiple of patch_size={self.patch_size}"

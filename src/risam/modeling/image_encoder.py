@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
-from timm.models.vision_transformer_sam import VisionTransformerSAM
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer_sam import Attention, VisionTransformerSAM, get_rel_pos
 from torch import Tensor, nn
 
 from risam.configs.model import ImageEncoderConfig
@@ -21,6 +23,35 @@ from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, t
 
 _SAM_PREFIX = "image_encoder."
 _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.")
+
+
+class ChunkedGlobalAttention(Attention):
+    """timm's SAM attention with relative positions, computed for chunks of query tokens.
+
+    Same parameters (and state-dict keys) and the same result as timm's ``Attention``; the
+    bias and the attention matrix exist for ``chunk`` query tokens at a time instead of all.
+    """
+
+    chunk: int
+
+    def forward(self, x: Tensor) -> Tensor:
+        """B x H x W x C -> B x H x W x C."""
+        batch, height, width, _ = x.shape
+        tokens = height * width
+        qkv = self.qkv(x.reshape(batch, tokens, -1)).view(batch, tokens, 3, self.num_heads, -1)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).reshape(3, batch * self.num_heads, tokens, -1).unbind(0)
+        rel_h = get_rel_pos(height, height, self.rel_pos_h)
+        rel_w = get_rel_pos(width, width, self.rel_pos_w)
+        grid_q = q.reshape(-1, height, width, q.shape[-1])
+        bias_h = torch.einsum("bhwc,hkc->bhwk", grid_q, rel_h).reshape(-1, tokens, height)
+        bias_w = torch.einsum("bhwc,wkc->bhwk", grid_q, rel_w).reshape(-1, tokens, width)
+        out = torch.empty_like(q)
+        for start in range(0, tokens, self.chunk):
+            rows = slice(start, start + self.chunk)
+            bias = (bias_h[:, rows, :, None] + bias_w[:, rows, None, :]).reshape(q.shape[0], -1, tokens)
+            out[:, rows] = F.scaled_dot_product_attention(q[:, rows], k, v, attn_mask=bias)
+        out = out.view(batch, self.num_heads, tokens, -1).transpose(1, 2).reshape(batch, tokens, -1)
+        return self.proj(out).view(batch, height, width, -1)
 
 
 class SamImageEncoder(nn.Module):
@@ -54,6 +85,10 @@ class SamImageEncoder(nn.Module):
         # With neck_chans=None timm puts a LayerNorm2d in the neck's place; pruning replaces it with an
         # identity, so the weights are the patch embedding, pos_embed and blocks (the head has none).
         self.vit.prune_intermediate_layers(list(config.tap_indices), prune_norm=True)
+        for index, block in enumerate(self.vit.blocks):
+            if index in config.global_attn_indexes:
+                block.attn.__class__ = ChunkedGlobalAttention
+                block.attn.chunk = config.attention_chunk
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """Tapped features of ``images`` (B x 3 x S x S): a list of B x C_img x S/16 x S/16."""
