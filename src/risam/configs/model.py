@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from risam.configs.parse import ConfigError, dataclass_from_dict
+from risam.configs.parse import ConfigError, dataclass_from_dict, set_dotted
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -149,13 +149,5 @@ class RISAMConfig:
         """A copy with dotted keys changed, e.g. ``replace(**{"head.tau": 0.3})``."""
         data = self.to_dict()
         for dotted, value in changes.items():
-            *parents, leaf = dotted.split(".")
-            node = data
-            for part in parents:
-                if part not in node or not isinstance(node[part], dict):
-                    raise ConfigError(f"unknown config key {dotted!r}")
-                node = node[part]
-            if leaf not in node:
-                raise ConfigError(f"unknown config key {dotted!r}; known here: {sorted(node)}")
-            node[leaf] = value
+            set_dotted(data, dotted, value)
         return RISAMConfig.from_dict(data)

@@ -12,6 +12,20 @@ class ConfigError(ValueError):
     """A config value or key is wrong; the message names it and what would be right."""
 
 
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``dotted = "a.b"``, creating missing sections.
+
+    Which keys exist is checked later, by :func:`dataclass_from_dict`.
+    """
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{dotted!r}: {part!r} is a value, not a section")
+    node[leaf] = value
+
+
 def dataclass_from_dict(cls: type, data: Any, source: str = "config", prefix: str = "") -> Any:
     """Build dataclass ``cls`` from nested dicts, checking every key and type.
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from risam.configs.parse import ConfigError, dataclass_from_dict
+from risam.configs.parse import ConfigError, dataclass_from_dict, set_dotted
 
 
 @dataclass
@@ -160,13 +160,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
         key, separator, raw = item.partition("=")
         if not separator or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. optim.lr=1e-4")
-        *parents, leaf = key.split(".")
-        node = data
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
-        node[leaf] = yaml.safe_load(raw) if raw else None
+        set_dotted(data, key, yaml.safe_load(raw) if raw else None)
     return ExperimentConfig.from_dict(data, source=source)
 
 
