@@ -4,7 +4,7 @@ Same model (a frozen ViT-B-sized SAM encoder at a reduced input size, for CPU ti
 data, same number of sentences per step on average: counts image-encoder calls (images
 encoded) and wall time, and prints one JSON object.
 
-    python benchmarks/grouped_training.py --images 40 --img-size 256
+    python benchmarks/grouped_training.py --images 100 --img-size 256
 """
 
 from __future__ import annotations
