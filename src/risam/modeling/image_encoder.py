@@ -28,8 +28,9 @@ _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.")
 class ChunkedGlobalAttention(Attention):
     """timm's SAM attention with relative positions, computed for chunks of query tokens.
 
-    Same parameters (and state-dict keys) and the same result as timm's ``Attention``; the
-    bias and the attention matrix exist for ``chunk`` query tokens at a time instead of all.
+    Same parameters (and state-dict keys) and the same result as timm's ``Attention`` in SAM's
+    configuration (relative positions; no q/k norm, dropout or rotary embedding); the bias and
+    the attention matrix exist for ``chunk`` query tokens at a time instead of all.
     """
 
     chunk: int
