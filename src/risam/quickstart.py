@@ -11,7 +11,7 @@ import torch
 
 from risam.data.dataset import read_image
 from risam.data.synthetic import generate_refshapes
-from risam.engine.config import load_config
+from risam.engine.config import ExperimentConfig, load_config
 from risam.engine.evaluator import predict_masks, run_evaluation
 from risam.engine.experiment import build_dataset
 from risam.engine.trainer import train
@@ -37,7 +37,7 @@ def quickstart(out: str | os.PathLike, num_images: int = 1000, seed: int = 0, ov
     return results
 
 
-def _draw_overlays(config: Any, checkpoint: Path, folder: Path, count: int) -> None:
+def _draw_overlays(config: ExperimentConfig, checkpoint: Path, folder: Path, count: int) -> None:
     model = create_model(checkpoint=checkpoint).eval()
     dataset = build_dataset(config, model, config.data.val_split, for_eval=True)
     folder.mkdir(parents=True, exist_ok=True)

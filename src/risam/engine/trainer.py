@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from risam.configs.model import ConfigError
-from risam.data.dataset import identity_collate
+from risam.data.dataset import ReferBatch, identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from risam.engine.config import ExperimentConfig, OptimSection, save_config
@@ -161,7 +161,7 @@ class Trainer:
             device.type, dtype=torch.bfloat16, enabled=self.config.train.bf16 and device.type == "cuda"
         )
 
-    def _micro_step(self, batch: Any, sync: bool) -> torch.Tensor:
+    def _micro_step(self, batch: ReferBatch, sync: bool) -> torch.Tensor:
         """Forward and backward of one micro-batch; returns its loss (detached)."""
         batch = batch.to(self.context.device)
         syncing = contextlib.nullcontext() if sync or self.network is self.model else self.network.no_sync()
