@@ -34,7 +34,9 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, name: str | No
     if isinstance(source, np.ndarray):
         return _from_array(source, name or "the array")
     if isinstance(source, Image.Image):
-        return _to_rgb(_oriented(source, name or "the image", max_pixels), name or "the image")
+        label = name or "the image"
+        _check_size(source, label, max_pixels)
+        return _to_rgb(ImageOps.exif_transpose(source), label)
     path = Path(source)
     label = name or str(path)
     if not path.is_file():
@@ -43,7 +45,7 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, name: str | No
         with Image.open(path) as image:
             _check_size(image, label, max_pixels)
             image.load()
-            return _to_rgb(_oriented(image, label, max_pixels), label)
+            return _to_rgb(ImageOps.exif_transpose(image), label)
     except ImageInputError:
         raise
     except UnidentifiedImageError as error:
@@ -60,11 +62,6 @@ def _check_size(image: Image.Image, label: str, max_pixels: int) -> None:
         raise ImageInputError(
             f"{label}: {width}x{height} = {width * height:,} pixels is over the limit of {max_pixels:,} pixels"
         )
-
-
-def _oriented(image: Image.Image, label: str, max_pixels: int) -> Image.Image:
-    _check_size(image, label, max_pixels)
-    return ImageOps.exif_transpose(image)
 
 
 def _to_rgb(image: Image.Image, label: str) -> Image.Image:
