@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from risam.modeling.text_encoder import PAD_ID
 from risam.predictor import Prediction, RISAMPredictor
 
 
@@ -38,14 +39,11 @@ def explain(predictor: RISAMPredictor, text: str, pixel: tuple[int, int] | None 
     ``pixel`` (x, y) in original image coordinates; by default the centre of the predicted
     mask's pixels (the image centre if the mask is empty).
     """
-    prediction = predictor.predict(text)
+    prediction, outputs, tokens = predictor.predict_with_attention(text)
     model = predictor.model
-    tokens = predictor.tokenize([text])
-    features, padding = model.encode_text(tokens.to(predictor.device))
-    _, outputs = model.decode(predictor.visual, features, padding, return_attention=True)
     attention = outputs[block]
-    valid = int((~padding[0]).sum())
-    words = model.text_encoder.token_words(tokens[0][:valid])
+    valid = int((tokens != PAD_ID).sum())
+    words = model.text_encoder.token_words(tokens[:valid])
     grid = predictor.visual.shape[-1]
     height, width = predictor.original_size
     content = [max(1, round(side * grid / model.image_encoder.config.img_size)) for side in predictor.resized_size]

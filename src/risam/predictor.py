@@ -17,6 +17,7 @@ import torch
 
 from risam.data.transforms import postprocess_logits, preprocess_image
 from risam.image_io import MAX_PIXELS, ImageSource, load_image
+from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.risam import RISAM
 from risam.registry import create_model
 
@@ -84,12 +85,24 @@ class RISAMPredictor:
         self.original_size = (rgb.height, rgb.width)
         self.visual = self.model.encode_image(tensor[None].to(self.device))
 
-    @torch.no_grad()
     def predict(self, text: str | Sequence[str]) -> Prediction | list[Prediction]:
         """Segment one expression (returns a Prediction) or several (returns a list)."""
+        texts = [text] if isinstance(text, str) else list(text)
+        predictions, _, _ = self._segment(texts, return_attention=False)
+        return predictions[0] if isinstance(text, str) else predictions
+
+    def predict_with_attention(self, text: str) -> tuple[Prediction, list[MutualAttentionOutput], torch.Tensor]:
+        """One expression's prediction, every MA block's outputs (attention maps included) and its
+        token ids (L), from a single pass."""
+        predictions, attention, tokens = self._segment([text], return_attention=True)
+        return predictions[0], attention, tokens[0]
+
+    @torch.no_grad()
+    def _segment(
+        self, texts: list[str], return_attention: bool
+    ) -> tuple[list[Prediction], list[MutualAttentionOutput], torch.Tensor]:
         if self.visual is None:
             raise RuntimeError("call set_image(image) before predict(text)")
-        texts = [text] if isinstance(text, str) else list(text)
         if not texts:
             raise ExpressionError("no expression given")
         for item in texts:
@@ -97,7 +110,12 @@ class RISAMPredictor:
                 raise ExpressionError(f"expression {item!r} is empty; describe the region to segment")
         tokens = self.tokenize(texts)
         features, padding = self.model.encode_text(tokens.to(self.device))
-        logits = self.model.decode(self.visual.expand(len(texts), -1, -1, -1), features, padding)
+        visual = self.visual.expand(len(texts), -1, -1, -1)
+        attention: list[MutualAttentionOutput] = []
+        if return_attention:
+            logits, attention = self.model.decode(visual, features, padding, return_attention=True)
+        else:
+            logits = self.model.decode(visual, features, padding)
         size = self.model.image_encoder.config.img_size
         results = []
         for item, row in zip(texts, logits.float().cpu(), strict=True):
@@ -105,7 +123,7 @@ class RISAMPredictor:
             mask = probability > self.threshold
             score = float(probability[mask].mean()) if mask.any() else 0.0
             results.append(Prediction(item, mask, probability.astype(np.float32), score, mask_bbox(mask)))
-        return results[0] if isinstance(text, str) else results
+        return results, attention, tokens
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """Token ids, warning about expressions longer than the model reads (they are truncated)."""
