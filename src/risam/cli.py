@@ -56,6 +56,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ablate(args: argparse.Namespace) -> int:
+    from risam.ablation import ablation_markdown, describe_variants, list_variants, run_ablation
+    from risam.configs.parse import ConfigError
+    from risam.engine.config import load_config
+
+    config = load_config(args.config, args.set)
+    if args.list:
+        print(describe_variants(config))
+        return 0
+    if args.variants is None:
+        raise ConfigError(f"--variants is required, comma-separated, from: {', '.join(list_variants())}")
+    out = args.out if args.out is not None else Path(config.train.output_dir) / "ablation"
+    table = run_ablation(config, args.variants, out, split=args.split)
+    print(ablation_markdown(table))
+    print(f"written to {out / 'ablation.json'} and {out / 'ablation.md'}")
+    return 0
+
+
 def _quickstart(args: argparse.Namespace) -> int:
     from risam.quickstart import quickstart
 
@@ -161,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", type=Path, default=None, help="results JSON (a .md table is written beside)")
     evaluate.add_argument("--set", **overrides)
     evaluate.set_defaults(run=_evaluate)
+
+    ablate = commands.add_parser(
+        "ablate", help="train and evaluate the paper's ablations and baselines alike, and tabulate them"
+    )
+    ablate.add_argument("--config", required=True, help="experiment YAML, or a shipped name such as refcoco")
+    ablate.add_argument("--variants", default=None, help="comma-separated variant names, e.g. full,no_fe,conv_fusion")
+    ablate.add_argument("--set", **overrides)
+    ablate.add_argument("--out", type=Path, default=None, help="output folder (default: TRAIN.OUTPUT_DIR/ablation)")
+    ablate.add_argument("--split", default=None, help="split to evaluate (default: the config's val split)")
+    ablate.add_argument("--list", action="store_true", help="list the variants with their trainable parameters")
+    ablate.set_defaults(run=_ablate)
 
     quick = commands.add_parser("quickstart", help="generate RefShapes, train risam_tiny, evaluate, draw overlays")
     quick.add_argument("--out", type=Path, default=Path("risam-quickstart"), help="output folder")

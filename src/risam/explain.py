@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
+from risam.configs.parse import ConfigError
 from risam.modeling.text_encoder import PAD_ID
 from risam.predictor import Prediction, RISAMPredictor
 
@@ -42,6 +43,11 @@ def explain(predictor: RISAMPredictor, text: str, pixel: tuple[int, int] | None 
     prediction, outputs, tokens = predictor.predict_with_attention(text)
     model = predictor.model
     attention = outputs[block]
+    if attention.vision_guided is None or attention.language_guided is None:
+        raise ConfigError(
+            f"fusion block {block} ({type(model.fusion[block]).__name__}) has no vision- and language-guided "
+            "attention maps to explain; explain needs head.fusion 'mutual_attention' or 'bidirectional_serial'"
+        )
     valid = int((tokens != PAD_ID).sum())
     words = model.text_encoder.token_words(tokens[:valid])
     grid = predictor.visual.shape[-1]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
 
+from risam.configs import HeadConfig
 from risam.modeling.build import build_model
 from risam.registry import get_config
 
@@ -18,17 +20,33 @@ def _count(module: nn.Module) -> dict[str, int]:
     }
 
 
-def model_info(name: str) -> dict[str, Any]:
-    """Describe registered model ``name``; built on the meta device, so no weights are needed."""
-    config = get_config(name)
+def _fusion_label(head: HeadConfig) -> str:
+    if head.fusion == "mutual_attention":
+        return f"mutual_aware_attention ({head.num_ma_blocks} blocks, tau={head.tau})"
+    if head.fusion == "none":
+        return "text_projection (no fusion)"
+    return f"{head.fusion}_fusion ({head.num_ma_blocks} blocks)"
+
+
+def _decoder_label(head: HeadConfig) -> str:
+    name = {"mutual_aware": "mask_decoder", "mutual_aware_t2i": "mask_decoder_t2i", "sam": "sam_mask_decoder"}
+    guidance = "" if head.decoder_text_guidance else ", no text guidance"
+    return f"{name[head.decoder]} ({head.decoder_depth} layers{guidance})"
+
+
+def model_info(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Describe registered model ``name`` with dotted config ``overrides`` (an ablation, e.g.
+    ``{"head.fusion": "conv"}``); built on the meta device, so no weights are needed."""
+    config = get_config(name, overrides)
     model = build_model(config, device="meta")
     image, text, head = config.image_encoder, config.text_encoder, config.head
+    backbone = image.variant if image.backbone == "sam" else f"{image.variant}, timm {image.backbone}"
     parts = {
-        f"image_encoder ({image.variant}{', frozen' if image.freeze else ''})": _count(model.image_encoder),
+        f"image_encoder ({backbone}{', frozen' if image.freeze else ''})": _count(model.image_encoder),
         f"text_encoder ({text.variant}{', frozen' if text.freeze else ''})": _count(model.text_encoder),
-        "feature_enhancement": _count(model.enhancement),
-        f"mutual_aware_attention ({head.num_ma_blocks} blocks, tau={head.tau})": _count(model.fusion),
-        f"mask_decoder ({head.decoder_depth} layers)": _count(model.decoder),
+        head.enhancement: _count(model.enhancement),
+        _fusion_label(head): _count(model.fusion),
+        _decoder_label(head): _count(model.decoder),
     }
     total = _count(model)
     return {
@@ -37,7 +55,7 @@ def model_info(name: str) -> dict[str, Any]:
         "total_params": total["params"],
         "trainable_params": total["trainable"],
         "trainable_share": total["trainable"] / total["params"],
-        "global_attn_indexes": list(image.global_attn_indexes),
+        "global_attn_indexes": list(image.global_attn_indexes) if image.backbone == "sam" else [],
         "tap_indices": list(image.tap_indices),
         "input_size": [image.img_size, image.img_size],
         "feature_size": [image.feature_size, image.feature_size],
@@ -57,7 +75,8 @@ def format_info(info: dict[str, Any]) -> str:
     lines += [
         f"  {'total':<{width}}  {info['total_params']:>13,}  {info['trainable_params']:>13,}",
         f"  trainable share: {100 * info['trainable_share']:.2f}%",
-        f"  tapped blocks: {tuple(info['tap_indices'])} (global attention at {tuple(info['global_attn_indexes'])})",
+        f"  tapped blocks: {tuple(info['tap_indices'])}"
+        + (f" (global attention at {tuple(info['global_attn_indexes'])})" if info["global_attn_indexes"] else ""),
         f"  input size: {info['input_size'][0]}x{info['input_size'][1]}, features "
         f"{info['feature_size'][0]}x{info['feature_size'][1]}, mask logits "
         f"{info['mask_logits_size'][0]}x{info['mask_logits_size'][1]}",

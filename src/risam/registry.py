@@ -18,6 +18,7 @@ import torch
 from risam.configs import HeadConfig, ImageEncoderConfig, RISAMConfig, TextEncoderConfig
 from risam.modeling.build import build_model
 from risam.modeling.risam import RISAM
+from risam.modeling.variants.timm_backbone import TimmBackbone
 from risam.weights import load_weights
 
 
@@ -135,7 +136,8 @@ def create_model(
 ) -> RISAM:
     """Build a RISAM model by registered ``name`` or from a RISAM weights file.
 
-    sam_checkpoint: Meta's official SAM ``.pth`` (or an image-encoder state dict).
+    sam_checkpoint: Meta's official SAM ``.pth`` (or an image-encoder state dict); for a timm
+        backbone (``image_encoder.backbone``, paper Tab. 7), its timm checkpoint.
     clip_checkpoint: OpenAI CLIP ``.pt`` or an open_clip checkpoint.
     checkpoint: a RISAM weights file; its stored config rebuilds the model (``name``, if
         given, must match it) and its trainable weights are loaded strictly.
@@ -154,7 +156,10 @@ def create_model(
         config = get_config(name, overrides)
     model = build_model(config, device=device)
     if sam_checkpoint is not None:
-        model.image_encoder.load_sam_checkpoint(sam_checkpoint)
+        if isinstance(model.image_encoder, TimmBackbone):
+            model.image_encoder.load_timm_checkpoint(sam_checkpoint)
+        else:
+            model.image_encoder.load_sam_checkpoint(sam_checkpoint)
     if clip_checkpoint is not None:
         model.text_encoder.load_clip_checkpoint(clip_checkpoint)
     if checkpoint is not None:

@@ -7,13 +7,24 @@ rebuild the model from it. ``from_dict`` refuses unknown keys and wrong types, n
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from risam.configs.parse import ConfigError, dataclass_from_dict, set_dotted
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
+
+Enhancement = Literal["feature_enhancement", "deep_only", "simple_pyramid"]
+Fusion = Literal["mutual_attention", "conv", "transformer", "spatial_dynamic", "bidirectional_serial", "none"]
+Decoder = Literal["mutual_aware", "mutual_aware_t2i", "sam"]
+
+
+def _check_choice(key: str, value: str, choices: Any) -> None:
+    """ConfigError naming ``key`` and listing the values of Literal ``choices`` unless ``value`` is one."""
+    if value not in typing.get_args(choices):
+        raise ConfigError(f"{key}={value!r}; expected one of {list(typing.get_args(choices))}")
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,15 @@ class ImageEncoderConfig:
     ``attention_chunk`` is how many query tokens a global-attention block handles at once; it
     bounds the memory of the relative-position bias and attention matrix (ViT-H at 1024 x 1024
     would otherwise hold 16 x 4096 x 4096 of each) and does not change the result.
+
+    ``backbone`` is ``"sam"`` (the fields above describe the SAM ViT) or the name of another timm
+    model (paper Tab. 7: ``vit_base_patch16_224``, ``swin_base_patch4_window12_384``), built at
+    ``img_size`` with ``timm_kwargs`` passed to ``timm.create_model`` (e.g. a smaller
+    ``embed_dim`` for tests). For a timm backbone ``tap_indices`` are timm's
+    ``forward_intermediates`` indices (blocks of a ViT, stages of a Swin), every tap is resampled
+    to the ``img_size / patch_size`` grid the head reads, and the SAM-only fields
+    (``embed_dim``, ``depth``, ``num_heads``, ``global_attn_indexes``, ``window_size``,
+    ``attention_chunk``) are not used.
     """
 
     variant: str = "sam_vit_h"
@@ -40,15 +60,24 @@ class ImageEncoderConfig:
     pixel_std: tuple[float, float, float] = SAM_PIXEL_STD
     attention_chunk: int = 1024
     freeze: bool = True
+    backbone: str = "sam"
+    timm_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if len(self.global_attn_indexes) != 4:
+        if list(self.tap_indices) != sorted(set(self.tap_indices)) or not self.tap_indices:
+            raise ConfigError(f"image_encoder.tap_indices={self.tap_indices}: expected increasing block indices")
+        if self.backbone != "sam":
+            self._check_timm_backbone()
+        elif self.timm_kwargs:
+            raise ConfigError(
+                f"image_encoder.timm_kwargs={self.timm_kwargs}: only used with a timm backbone, "
+                "but image_encoder.backbone is 'sam'"
+            )
+        elif len(self.global_attn_indexes) != 4:
             raise ConfigError(
                 f"image_encoder.global_attn_indexes={self.global_attn_indexes}: SAM ViTs have 4 global attention blocks"
             )
-        if list(self.tap_indices) != sorted(set(self.tap_indices)) or not self.tap_indices:
-            raise ConfigError(f"image_encoder.tap_indices={self.tap_indices}: expected increasing block indices")
-        if self.tap_indices[-1] >= self.depth or self.tap_indices[0] < 0:
+        elif self.tap_indices[-1] >= self.depth or self.tap_indices[0] < 0:
             raise ConfigError(
                 f"image_encoder.tap_indices={self.tap_indices}: indices must lie in [0, depth={self.depth})"
             )
@@ -58,6 +87,23 @@ class ImageEncoderConfig:
             raise ConfigError(
                 f"image_encoder.img_size={self.img_size} is not a multiple of patch_size={self.patch_size}"
             )
+
+    def _check_timm_backbone(self) -> None:
+        import timm  # only here: configs stay importable without building anything
+
+        if not timm.is_model(self.backbone):
+            raise ConfigError(
+                f"image_encoder.backbone={self.backbone!r}; expected 'sam' or a timm model name "
+                "(e.g. vit_base_patch16_224, swin_base_patch4_window12_384; see timm.list_models())"
+            )
+        reserved = sorted({"img_size", "num_classes", "pretrained"} & set(self.timm_kwargs))
+        if reserved:
+            raise ConfigError(
+                f"image_encoder.timm_kwargs sets {reserved}; img_size comes from image_encoder.img_size, the "
+                "classifier is never built and weights come from a local file (model.sam_checkpoint)"
+            )
+        if self.tap_indices[0] < 0:
+            raise ConfigError(f"image_encoder.tap_indices={self.tap_indices}: indices must be non-negative")
 
     @property
     def feature_size(self) -> int:
@@ -109,6 +155,23 @@ class HeadConfig:
 
     ``dim`` is the internal width C. ``mask_dim`` is the channel count after the two
     upsampling blocks, which the query token's MLP projects onto.
+
+    The defaults are the paper's model; the other values are its ablations and baselines
+    (docs/ablations.md):
+
+    - ``enhancement``: ``feature_enhancement`` (Eq. 1-2), ``deep_only`` (the deep tap projected
+      to C, Tab. 2 #1 "w/o FE"), ``simple_pyramid`` (ViT-Det's simple feature pyramid from the
+      deep tap, Tab. 6 #11).
+    - ``fusion``: ``mutual_attention`` (Eq. 3-5), ``conv`` (convolutions over visual features
+      concatenated with the pooled sentence, Tab. 2 #2), ``transformer`` (ReSTR's transformer
+      encoder over both modalities, Tab. 3 #5), ``spatial_dynamic`` (VLT's SDF, #6),
+      ``bidirectional_serial`` (BRINet's BCM, #7), ``none`` (a linear projection of the words,
+      no fusion: Tab. 11 "SAM directly"). ``num_ma_blocks`` blocks of the chosen fusion are
+      stacked (``none`` has one projection); ``tau`` is read by ``mutual_attention`` only.
+    - ``decoder``: ``mutual_aware`` (Eq. 6-9), ``mutual_aware_t2i`` (with SAM's token-to-image
+      attention in every layer, Tab. 5 #9), ``sam`` (SAM's two-way mask decoder, Tab. 2 #3).
+    - ``decoder_text_guidance``: False feeds the Mutual-Aware decoders the query token alone,
+      without F_val (Tab. 5 #10 "w/o ELG").
     """
 
     dim: int = 256
@@ -117,14 +180,47 @@ class HeadConfig:
     decoder_depth: int = 2
     decoder_heads: int = 8
     mask_dim: int = 32
+    enhancement: Enhancement = "feature_enhancement"
+    fusion: Fusion = "mutual_attention"
+    decoder: Decoder = "mutual_aware"
+    decoder_text_guidance: bool = True
 
     def __post_init__(self) -> None:
+        _check_choice("head.enhancement", self.enhancement, Enhancement)
+        _check_choice("head.fusion", self.fusion, Fusion)
+        _check_choice("head.decoder", self.decoder, Decoder)
         if not 0.0 <= self.tau < 1.0:
             raise ConfigError(f"head.tau={self.tau}: the sigmoid threshold must lie in [0, 1)")
         if self.num_ma_blocks < 1:
             raise ConfigError(f"head.num_ma_blocks={self.num_ma_blocks}: need at least one block")
         if self.dim % self.decoder_heads:
             raise ConfigError(f"head.dim={self.dim} is not divisible by decoder_heads={self.decoder_heads}")
+        if self.decoder == "sam" and (self.dim // 2) % self.decoder_heads:
+            raise ConfigError(
+                f"head.decoder='sam' halves the width of its cross attentions: head.dim/2={self.dim // 2} is not "
+                f"divisible by decoder_heads={self.decoder_heads}"
+            )
+        if self.fusion == "none" and not self.decoder_text_guidance:
+            raise ConfigError(
+                "head.fusion='none' with head.decoder_text_guidance=false never reads the sentence; "
+                "set head.decoder_text_guidance=true or choose another head.fusion"
+            )
+        if self.decoder == "sam" and not self.decoder_text_guidance:
+            raise ConfigError(
+                "head.decoder_text_guidance=false applies to the mutual_aware decoders; head.decoder='sam' reads the "
+                "words as its prompt tokens (set head.decoder to 'mutual_aware' or 'mutual_aware_t2i')"
+            )
+
+
+ABLATION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "image_encoder": {"backbone": "sam", "timm_kwargs": {}},
+    "head": {
+        "enhancement": "feature_enhancement",
+        "fusion": "mutual_attention",
+        "decoder": "mutual_aware",
+        "decoder_text_guidance": True,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -136,9 +232,27 @@ class RISAMConfig:
     text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
 
+    def __post_init__(self) -> None:
+        if self.head.enhancement == "feature_enhancement" and len(self.image_encoder.tap_indices) != 3:
+            raise ConfigError(
+                f"image_encoder.tap_indices={self.image_encoder.tap_indices}: head.enhancement='feature_enhancement' "
+                "fuses exactly three taps (shallow, middle, deep); 'deep_only' and 'simple_pyramid' read the last one"
+            )
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready nested dict (tuples become lists)."""
-        return dataclasses.asdict(self)
+        """A JSON-ready nested dict (tuples become lists).
+
+        The ablation switches (:data:`ABLATION_DEFAULTS`) are left out where they hold the paper
+        model's value, so the paper's models serialize exactly as before the switches existed:
+        older weights files and training checkpoints (whose stored config ``--resume`` compares)
+        still match. :meth:`from_dict` fills them in.
+        """
+        data = dataclasses.asdict(self)
+        for section, defaults in ABLATION_DEFAULTS.items():
+            for key, default in defaults.items():
+                if data[section][key] == default:
+                    del data[section][key]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RISAMConfig:

@@ -20,7 +20,11 @@ from risam.configs.parse import ConfigError, dataclass_from_dict, set_dotted
 
 @dataclass
 class ModelSection:
-    """Which registered model, with dotted architecture overrides, and the encoder files."""
+    """Which registered model, with dotted architecture overrides, and the encoder files.
+
+    ``sam_checkpoint`` is the image encoder's file: Meta's SAM checkpoint, or the timm
+    checkpoint of another backbone (``image_encoder.backbone``).
+    """
 
     name: str = "risam_vit_h"
     overrides: dict[str, Any] = field(default_factory=dict)

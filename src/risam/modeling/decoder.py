@@ -18,6 +18,14 @@ Decisions where the paper is silent (docs/model.md):
 - The upsampling blocks end in GELU and the query MLP has three layers with ReLU, as in
   SAM's mask decoder; there are no feed-forward sublayers (the paper lists none). The
   transposed convolutions have no bias: the batch norm after each removes it anyway.
+
+Ablations (paper Tab. 5, docs/ablations.md):
+- ``token_to_image`` (#9 "w/ TOI-A") inserts SAM's token-to-image attention in every layer,
+  between Eq. 8 and Eq. 9, where SAM's two-way block has it: F_c_hat = LN(F_c_hat +
+  MHCA(F_c_hat, F_lav_hat, F_lav_hat)), the word positions added to its queries. The visual
+  keys get no position encoding, as nowhere else in this decoder.
+- ``text_guidance=False`` (#10 "w/o ELG") feeds the layers the query token alone: F_val never
+  enters the decoder, which then reads the sentence only through F_lav.
 """
 
 from __future__ import annotations
@@ -30,15 +38,20 @@ from torch import nn
 
 
 class Attention(nn.Module):
-    """Multi-head attention through ``F.scaled_dot_product_attention``."""
+    """Multi-head attention through ``F.scaled_dot_product_attention``.
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    Queries, keys and values are projected to ``inner_dim`` (default ``dim``; SAM's decoder
+    halves it in its cross attentions) and the output back to ``dim``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, inner_dim: int | None = None) -> None:
         super().__init__()
+        inner_dim = dim if inner_dim is None else inner_dim
         self.num_heads = num_heads
-        self.q_proj = nn.Linear(dim, dim)
-        self.k_proj = nn.Linear(dim, dim)
-        self.v_proj = nn.Linear(dim, dim)
-        self.out_proj = nn.Linear(dim, dim)
+        self.q_proj = nn.Linear(dim, inner_dim)
+        self.k_proj = nn.Linear(dim, inner_dim)
+        self.v_proj = nn.Linear(dim, inner_dim)
+        self.out_proj = nn.Linear(inner_dim, dim)
 
     def forward(
         self,
@@ -51,13 +64,13 @@ class Attention(nn.Module):
 
         Returns B x L_q x C.
         """
-        batch, length_q, dim = query.shape
+        batch, length_q, _ = query.shape
         q = self._split_heads(self.q_proj(query))
         k = self._split_heads(self.k_proj(key))
         v = self._split_heads(self.v_proj(value))
         attn_mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length_q, dim))
+        return self.out_proj(out.transpose(1, 2).reshape(batch, length_q, -1))
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         batch, length, dim = x.shape
@@ -75,14 +88,22 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device | None = No
 
 
 class DecoderLayer(nn.Module):
-    """One layer of Eq. 6, 8 and 9, each residual followed by LayerNorm."""
+    """One layer of Eq. 6, 8 and 9, each residual followed by LayerNorm.
 
-    def __init__(self, dim: int, num_heads: int) -> None:
+    With ``token_to_image``, the tokens also attend to the visual features between Eq. 8 and
+    Eq. 9 (SAM's token-to-image attention, the paper's Tab. 5 #9).
+    """
+
+    def __init__(self, dim: int, num_heads: int, token_to_image: bool = False) -> None:
         super().__init__()
         self.visual_self_attn = Attention(dim, num_heads)
         self.norm_visual_self = nn.LayerNorm(dim)
         self.token_self_attn = Attention(dim, num_heads)
         self.norm_token_self = nn.LayerNorm(dim)
+        if token_to_image:
+            self.token_to_image_attn = Attention(dim, num_heads)
+            self.norm_token_to_image = nn.LayerNorm(dim)
+        self.token_to_image = token_to_image
         self.cross_attn = Attention(dim, num_heads)
         self.norm_cross = nn.LayerNorm(dim)
 
@@ -100,6 +121,8 @@ class DecoderLayer(nn.Module):
         tokens = self.norm_token_self(
             tokens + self.token_self_attn(with_pos, with_pos, tokens, key_padding_mask=token_padding)
         )
+        if self.token_to_image:
+            tokens = self.norm_token_to_image(tokens + self.token_to_image_attn(tokens + token_pos, visual, visual))
         cross = self.cross_attn(visual, tokens + token_pos, tokens, key_padding_mask=token_padding)
         visual = self.norm_cross(visual + cross)
         return visual, tokens
@@ -122,14 +145,26 @@ class QueryMLP(nn.Module):
 
 
 class MaskDecoder(nn.Module):
-    """Mutual-Aware Mask Decoder: query token + F_val guide F_lav, then mask logits."""
+    """Mutual-Aware Mask Decoder: query token + F_val guide F_lav, then mask logits.
 
-    def __init__(self, dim: int, depth: int, num_heads: int, mask_dim: int) -> None:
+    ``token_to_image`` and ``text_guidance=False`` are the paper's Tab. 5 ablations (#9, #10).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        mask_dim: int,
+        token_to_image: bool = False,
+        text_guidance: bool = True,
+    ) -> None:
         super().__init__()
         if dim % 2:
             raise ValueError(f"decoder width {dim} must be even for sinusoidal position encodings")
+        self.text_guidance = text_guidance
         self.query_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        self.layers = nn.ModuleList([DecoderLayer(dim, num_heads) for _ in range(depth)])
+        self.layers = nn.ModuleList([DecoderLayer(dim, num_heads, token_to_image) for _ in range(depth)])
         self.upsample = nn.Sequential(
             nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2, bias=False),
             nn.BatchNorm2d(dim // 4),
@@ -143,10 +178,13 @@ class MaskDecoder(nn.Module):
     def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         """visual: F_lav, B x C x H x W; text: F_val, B x L_t x C; padding_mask: B x L_t.
 
-        Returns mask logits, B x 4H x 4W.
+        Returns mask logits, B x 4H x 4W. Without text guidance ``text`` and ``padding_mask``
+        are not read.
         """
         batch, dim, height, width = visual.shape
         visual_seq = visual.flatten(2).transpose(1, 2)
+        if not self.text_guidance:
+            text, padding_mask = text[:, :0], padding_mask[:, :0]
         tokens = torch.cat([self.query_token.expand(batch, -1, -1).to(text.dtype), text], dim=1)
         word_pos = sinusoidal_positions(text.shape[1], dim, device=text.device).to(text.dtype)
         token_pos = torch.cat([word_pos.new_zeros(1, dim), word_pos])[None]

@@ -47,15 +47,20 @@ class ConvBNAct(nn.Module):
 
 
 class FeatureEnhancement(nn.Module):
-    """Eq. 1-2: shallow + middle, then + deep, each through per-pixel MLPs and a CBA."""
+    """Eq. 1-2: shallow + middle, then + deep, each through per-pixel MLPs and a CBA.
 
-    def __init__(self, image_dim: int, dim: int) -> None:
+    ``image_dim`` is the channel count of the taps: one number for a ViT, or one per tap
+    (shallow, middle, deep) for backbones whose stages differ in width (Swin, paper Tab. 7).
+    """
+
+    def __init__(self, image_dim: int | tuple[int, int, int], dim: int) -> None:
         super().__init__()
-        self.mlp_shallow = PixelMLP(image_dim, dim)
-        self.mlp_middle = PixelMLP(image_dim, dim)
+        shallow_dim, middle_dim, deep_dim = (image_dim,) * 3 if isinstance(image_dim, int) else image_dim
+        self.mlp_shallow = PixelMLP(shallow_dim, dim)
+        self.mlp_middle = PixelMLP(middle_dim, dim)
         self.fuse_early = ConvBNAct(2 * dim, dim)
         self.mlp_early = PixelMLP(dim, dim)
-        self.mlp_deep = PixelMLP(image_dim, dim)
+        self.mlp_deep = PixelMLP(deep_dim, dim)
         self.fuse_final = ConvBNAct(2 * dim, dim)
 
     def forward(self, shallow: torch.Tensor, middle: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:

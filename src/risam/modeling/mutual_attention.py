@@ -30,17 +30,18 @@ from torch import nn
 
 
 class MutualAttentionOutput(NamedTuple):
-    """Outputs of one block.
+    """Outputs of one fusion block (this one, or a baseline of ``modeling/variants``).
 
     visual: F_lav, B x L_v x C. text: F_val, B x L_t x C.
     vision_guided: A_vg, B x L_v x L_t (rows over words sum to 1 unless fully masked).
     language_guided: A_lg, B x L_t x L_v (rows over pixels sum to 1 unless fully masked).
+    A baseline without such a map (convolutions, a transformer encoder) gives None.
     """
 
     visual: torch.Tensor
     text: torch.Tensor
-    vision_guided: torch.Tensor
-    language_guided: torch.Tensor
+    vision_guided: torch.Tensor | None
+    language_guided: torch.Tensor | None
 
 
 def masked_softmax(scores: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
@@ -54,16 +55,23 @@ def masked_softmax(scores: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.
 
 
 class MutualAwareAttention(nn.Module):
-    """One Mutual-Aware Attention block: parallel vision- and language-guided attention."""
+    """One Mutual-Aware Attention block: parallel vision- and language-guided attention.
 
-    def __init__(self, visual_dim: int, text_dim: int, dim: int, tau: float) -> None:
+    ``text_output=False`` is for a last block whose F_val nothing reads (a decoder without
+    linguistic guidance, the paper's Tab. 5 #10): F_val and its LayerNorm are not computed (a
+    parameter without a gradient would stop DDP), and the words are returned projected (Z_l).
+    """
+
+    def __init__(self, visual_dim: int, text_dim: int, dim: int, tau: float, text_output: bool = True) -> None:
         super().__init__()
         self.dim = dim
         self.tau = tau
         self.proj_visual = nn.Linear(visual_dim, dim, bias=False)
         self.proj_text = nn.Linear(text_dim, dim, bias=False)
         self.norm_visual = nn.LayerNorm(dim)
-        self.norm_text = nn.LayerNorm(dim)
+        self.text_output = text_output
+        if text_output:
+            self.norm_text = nn.LayerNorm(dim)
 
     def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> MutualAttentionOutput:
         """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding."""
@@ -74,5 +82,5 @@ class MutualAwareAttention(nn.Module):
         vision_guided = masked_softmax(scores, keep, dim=2)
         language_guided = masked_softmax(scores, keep, dim=1).transpose(1, 2)
         lav = self.norm_visual(vision_guided @ z_text + z_visual)
-        val = self.norm_text(language_guided @ z_visual + z_text)
+        val = self.norm_text(language_guided @ z_visual + z_text) if self.text_output else z_text
         return MutualAttentionOutput(lav, val, vision_guided, language_guided)

@@ -7,9 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from risam.modeling.decoder import MaskDecoder
-from risam.modeling.enhance import FeatureEnhancement
-from risam.modeling.mutual_attention import MutualAttentionOutput, MutualAwareAttention
+from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.state_dict import check_state_dict
 
 
@@ -25,15 +23,21 @@ class RISAM(nn.Module):
 
     A frozen encoder stays in eval mode, runs under ``torch.no_grad()`` and is left out of
     :meth:`trainable_state_dict`.
+
+    The parts are passed in (``modeling/build.py`` picks them from the config): ``enhancement``
+    maps the image encoder's taps to F_v (Feature Enhancement or an ablation), each ``fusion``
+    block maps (visual tokens, words, padding mask) to a :class:`MutualAttentionOutput`
+    (Mutual-Aware Attention or a baseline), and ``decoder`` maps (F_lav, words, padding mask)
+    to mask logits (the Mutual-Aware Mask Decoder or SAM's).
     """
 
     def __init__(
         self,
         image_encoder: nn.Module,
         text_encoder: nn.Module,
-        enhancement: FeatureEnhancement,
-        fusion: list[MutualAwareAttention],
-        decoder: MaskDecoder,
+        enhancement: nn.Module,
+        fusion: list[nn.Module],
+        decoder: nn.Module,
         freeze_image_encoder: bool = True,
         freeze_text_encoder: bool = True,
     ) -> None:
@@ -83,7 +87,8 @@ class RISAM(nn.Module):
         """F_v: B x C x H x W; F_l: B x L_t x C'; padding_mask: B x L_t.
 
         Returns mask logits, B x 4H x 4W, and with ``return_attention`` also every MA block's
-        output (its attention maps A_vg, B x HW x L_t, and A_lg, B x L_t x HW, included).
+        output (its attention maps A_vg, B x HW x L_t, and A_lg, B x L_t x HW, included; None
+        for fusion baselines that have no such map).
         """
         batch, dim, height, width = visual.shape
         visual_seq = visual.flatten(2).transpose(1, 2)

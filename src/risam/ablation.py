@@ -1,0 +1,470 @@
+"""Every system the paper measures, as named config overrides, and a runner that trains and evaluates them alike.
+
+A variant is a set of dotted model-config overrides (``head.fusion: conv``, ...) plus the
+paper table and row it reproduces and the paper's numbers for it. :func:`run_ablation` trains
+every requested variant with the same data, seed and budget through the ordinary trainer
+(:func:`risam.engine.trainer.train`), evaluates each one's last weights with the ordinary
+evaluator (:func:`risam.engine.evaluator.run_evaluation`), and writes one table laid out like
+the paper's (Pr@50 ... Pr@90 and overall IoU per variant, plus the trainable parameter count and
+the wall time). docs/ablations.md lists the variants and the decisions behind them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from risam.configs.parse import ConfigError
+from risam.engine.config import ExperimentConfig
+from risam.engine.distributed import init_distributed
+from risam.engine.evaluator import run_evaluation
+from risam.engine.trainer import train
+from risam.modeling.build import build_model
+from risam.registry import get_config
+
+PRECISION_KEYS = ("0.5", "0.6", "0.7", "0.8", "0.9")
+REFERENCE_SPLIT = "RefCOCO val"
+TINY_MODELS = ("risam_tiny",)
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    """A paper row on one split, in percent: overall IoU and, where the paper gives them, Pr@50 ... Pr@90."""
+
+    iou: float
+    precision: tuple[float, float, float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One system of the paper as config overrides.
+
+    ``overrides`` are dotted model-config keys. ``tiny_overrides``, when given, replace them on
+    the test-sized models (``risam_tiny``): a timm backbone there is built small and random.
+    ``paper`` names the table and row; ``results`` holds the paper's numbers by split
+    (``"RefCOCO val"``, ...); empty when the paper only plots them.
+    """
+
+    name: str
+    description: str
+    paper: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    results: Mapping[str, PaperResult] = field(default_factory=dict)
+    tiny_overrides: Mapping[str, Any] | None = None
+
+    def overrides_for(self, model_name: str) -> dict[str, Any]:
+        """The overrides that build this variant of registered model ``model_name``."""
+        if model_name in TINY_MODELS and self.tiny_overrides is not None:
+            return dict(self.tiny_overrides)
+        return dict(self.overrides)
+
+
+def _row(
+    refcoco: Sequence[float], refcoco_plus: Sequence[float] | None = None, gref: Sequence[float] | None = None
+) -> dict[str, PaperResult]:
+    """Ablation-table rows (Pr@50, ..., Pr@90, IoU) on the three val splits the paper ablates on."""
+    rows = {}
+    for split, values in (("RefCOCO val", refcoco), ("RefCOCO+ val", refcoco_plus), ("G-Ref val (U)", gref)):
+        if values is not None:
+            rows[split] = PaperResult(values[5], tuple(values[:5]))
+    return rows
+
+
+_TABLE1_SPLITS = (
+    "RefCOCO val",
+    "RefCOCO testA",
+    "RefCOCO testB",
+    "RefCOCO+ val",
+    "RefCOCO+ testA",
+    "RefCOCO+ testB",
+    "G-Ref val (U)",
+    "G-Ref test (U)",
+    "G-Ref val (G)",
+)
+
+
+def _ious(splits: Sequence[str], values: Sequence[float]) -> dict[str, PaperResult]:
+    return {split: PaperResult(value) for split, value in zip(splits, values, strict=True)}
+
+
+_FULL = {
+    **_ious(_TABLE1_SPLITS, (76.20, 78.92, 71.84, 66.37, 72.10, 57.33, 65.48, 66.60, 64.78)),
+    **_row(
+        (85.77, 83.75, 80.36, 72.11, 42.38, 76.20),
+        (74.59, 72.69, 69.32, 61.87, 36.58, 66.37),
+        (73.88, 70.30, 65.89, 56.47, 29.94, 65.48),
+    ),
+    "PhraseCut test (trained on RefCOCO)": PaperResult(22.82),
+}
+
+_TAU_VALUES = ("0.05", "0.1", "0.15", "0.2", "0.25", "0.3", "0.4", "0.45", "0.5")
+
+_VARIANT_LIST = [
+    Variant(
+        "full", "RISAM as published (FE, 2 MA blocks, tau 0.35, Mutual-Aware Mask Decoder)", "Tab. 2 #4", {}, _FULL
+    ),
+    Variant(
+        "no_fe",
+        "without Feature Enhancement: the deep tap projected to C",
+        "Tab. 2 #1, Tab. 6 #1",
+        {"head.enhancement": "deep_only"},
+        _row(
+            (77.83, 75.09, 71.92, 64.51, 37.84, 69.19),
+            (63.68, 61.17, 57.44, 47.29, 28.90, 56.65),
+            (65.15, 62.42, 57.78, 48.97, 26.70, 58.58),
+        ),
+    ),
+    Variant(
+        "conv_fusion",
+        "MA replaced by convolutions over visual features and the tiled sentence",
+        "Tab. 2 #2",
+        {"head.fusion": "conv"},
+        _row(
+            (79.30, 78.69, 74.48, 66.53, 38.86, 71.27),
+            (69.53, 66.44, 62.15, 53.03, 29.71, 61.83),
+            (67.52, 64.16, 60.18, 51.06, 27.40, 60.21),
+        ),
+    ),
+    Variant(
+        "sam_decoder",
+        "our decoder replaced by SAM's two-way mask decoder (F_val as prompt tokens)",
+        "Tab. 2 #3",
+        {"head.decoder": "sam"},
+        _row(
+            (84.69, 82.45, 78.82, 69.69, 40.04, 74.97),
+            (73.14, 71.10, 67.55, 59.94, 33.85, 65.09),
+            (71.32, 68.28, 63.16, 54.68, 28.26, 63.84),
+        ),
+    ),
+    Variant(
+        "te_fusion",
+        "MA replaced by ReSTR's transformer encoder over both modalities",
+        "Tab. 3 #5",
+        {"head.fusion": "transformer"},
+        _row(
+            (83.94, 81.29, 78.62, 70.17, 39.77, 74.85),
+            (71.51, 69.47, 66.02, 55.41, 28.32, 63.23),
+            (68.96, 64.94, 59.64, 50.58, 24.78, 62.21),
+        ),
+    ),
+    Variant(
+        "sdf_fusion",
+        "MA replaced by VLT's spatial dynamic fusion (vision-guided only)",
+        "Tab. 3 #6",
+        {"head.fusion": "spatial_dynamic"},
+        _row(
+            (84.45, 82.38, 78.91, 70.25, 40.22, 75.08),
+            (72.14, 70.10, 66.55, 56.94, 28.95, 64.09),
+            (70.56, 66.44, 61.48, 51.94, 26.80, 63.17),
+        ),
+    ),
+    Variant(
+        "bcm_fusion",
+        "MA replaced by BRINet's serial bidirectional cross-modal module",
+        "Tab. 3 #7",
+        {"head.fusion": "bidirectional_serial"},
+        _row(
+            (84.63, 82.60, 79.17, 70.54, 40.56, 75.20),
+            (73.51, 70.89, 66.48, 57.41, 30.82, 64.73),
+            (70.92, 67.46, 63.20, 54.98, 28.48, 63.73),
+        ),
+    ),
+    Variant(
+        "no_attn_mask",
+        "MA without the attention mask (tau = 0)",
+        "Tab. 3 #8",
+        {"head.tau": 0.0},
+        _row(
+            (85.01, 83.14, 80.08, 71.62, 41.71, 75.52),
+            (73.81, 71.74, 67.36, 58.31, 32.61, 65.82),
+            (73.62, 69.98, 65.20, 55.74, 29.17, 64.83),
+        ),
+    ),
+    Variant(
+        "ma_blocks_1",
+        "one MA block",
+        "Tab. 4 (1 block)",
+        {"head.num_ma_blocks": 1},
+        _row((84.45, 82.94, 79.95, 71.69, 42.51, 75.88)),
+    ),
+    Variant(
+        "ma_blocks_3",
+        "three MA blocks",
+        "Tab. 4 (3 blocks)",
+        {"head.num_ma_blocks": 3},
+        _row((84.32, 82.76, 79.51, 71.46, 41.16, 75.89)),
+    ),
+    *(
+        Variant(
+            f"tau_{tau}", f"attention-mask threshold tau = {tau}", "Fig. 8 (plotted only)", {"head.tau": float(tau)}
+        )
+        for tau in _TAU_VALUES
+    ),
+    Variant(
+        "decoder_t2i",
+        "SAM's token-to-image attention inserted in every decoder layer",
+        "Tab. 5 #9",
+        {"head.decoder": "mutual_aware_t2i"},
+        _row(
+            (84.76, 82.63, 79.21, 71.07, 40.65, 75.40),
+            (72.96, 70.88, 67.70, 59.32, 33.41, 64.87),
+            (71.14, 67.26, 62.38, 54.28, 28.36, 63.84),
+        ),
+    ),
+    Variant(
+        "decoder_no_text",
+        "without extra linguistic guidance: the decoder's only token is the query token",
+        "Tab. 5 #10",
+        {"head.decoder_text_guidance": False},
+        _row(
+            (83.79, 81.19, 78.55, 67.96, 38.62, 74.42),
+            (71.46, 69.30, 66.59, 56.64, 31.75, 63.45),
+            (70.30, 67.02, 62.68, 53.98, 28.24, 62.98),
+        ),
+    ),
+    Variant(
+        "simple_pyramid",
+        "ViT-Det's simple feature pyramid from the last layer instead of FE",
+        "Tab. 6 #11",
+        {"head.enhancement": "simple_pyramid"},
+        _row((80.72, 77.40, 74.74, 66.79, 37.85, 71.55)),
+    ),
+    Variant(
+        "vit_b_imagenet",
+        "ImageNet ViT-B (timm vit_base_patch16_224) instead of SAM, taps after blocks 5, 8, 11",
+        "Tab. 7 (ViT-B)",
+        {
+            "image_encoder.backbone": "vit_base_patch16_224",
+            "image_encoder.variant": "vit_b_imagenet",
+            "image_encoder.tap_indices": [5, 8, 11],
+            # vit_base_patch16_224 (augreg2_in21k_ft_in1k) normalizes with mean = std = 0.5.
+            "image_encoder.pixel_mean": [127.5, 127.5, 127.5],
+            "image_encoder.pixel_std": [127.5, 127.5, 127.5],
+        },
+        _ious(("RefCOCO val", "RefCOCO testA", "RefCOCO testB"), (72.16, 74.73, 68.25)),
+        tiny_overrides={
+            "image_encoder.backbone": "vit_base_patch16_224",
+            "image_encoder.variant": "tiny_vit",
+            "image_encoder.timm_kwargs": {"embed_dim": 64, "depth": 4, "num_heads": 2},
+            "image_encoder.tap_indices": [1, 2, 3],
+            "image_encoder.pixel_mean": [127.5, 127.5, 127.5],
+            "image_encoder.pixel_std": [127.5, 127.5, 127.5],
+        },
+    ),
+    Variant(
+        "swin_b",
+        "Swin-B (timm swin_base_patch4_window12_384) instead of SAM, its last three stages as taps",
+        "Tab. 7 (Swin-B)",
+        {
+            "image_encoder.backbone": "swin_base_patch4_window12_384",
+            "image_encoder.variant": "swin_b",
+            "image_encoder.tap_indices": [1, 2, 3],
+        },
+        _ious(("RefCOCO val", "RefCOCO testA", "RefCOCO testB"), (74.96, 77.51, 70.96)),
+        tiny_overrides={
+            "image_encoder.backbone": "swin_base_patch4_window12_384",
+            "image_encoder.variant": "tiny_swin",
+            "image_encoder.timm_kwargs": {
+                "embed_dim": 16,
+                "depths": [1, 1, 1, 1],
+                "num_heads": [1, 1, 2, 2],
+                "window_size": 4,
+            },
+            "image_encoder.tap_indices": [1, 2, 3],
+        },
+    ),
+    Variant(
+        "unfrozen_text",
+        "the CLIP text encoder trained too",
+        "Tab. 9",
+        {"text_encoder.freeze": False},
+        {
+            **_ious(_TABLE1_SPLITS, (75.82, 77.24, 70.06, 64.32, 71.38, 56.42, 64.19, 64.80, 62.45)),
+            "PhraseCut test (trained on RefCOCO)": PaperResult(17.96),
+        },
+    ),
+    Variant(
+        "sam_directly",
+        "SAM directly: frozen encoders, CLIP words linearly projected as prompts of SAM's mask decoder",
+        "Tab. 11",
+        {"head.enhancement": "deep_only", "head.fusion": "none", "head.decoder": "sam"},
+        _ious(_TABLE1_SPLITS, (57.23, 58.71, 56.34, 44.95, 50.35, 41.38, 47.87, 49.31, 46.23)),
+    ),
+]
+
+VARIANTS: dict[str, Variant] = {variant.name: variant for variant in _VARIANT_LIST}
+
+
+def list_variants() -> list[str]:
+    """Variant names, in the order of the paper's tables."""
+    return list(VARIANTS)
+
+
+def parse_variants(names: str | Sequence[str]) -> list[str]:
+    """``"a,b,c"`` or ``["a", "b"]`` -> the names, checked; ConfigError names the unknown ones and lists the valid."""
+    parts = names.split(",") if isinstance(names, str) else names
+    items = [part.strip() for part in parts if part.strip()]
+    valid = ", ".join(list_variants())
+    if not items:
+        raise ConfigError(f"no variant given; valid variants: {valid}")
+    unknown = [item for item in items if item not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"unknown variant(s) {unknown}; valid variants: {valid}")
+    duplicates = sorted({item for item in items if items.count(item) > 1})
+    if duplicates:
+        raise ConfigError(f"variant(s) {duplicates} given more than once")
+    return items
+
+
+def variant_config(config: ExperimentConfig, name: str, output_dir: str | os.PathLike) -> ExperimentConfig:
+    """``config`` with variant ``name``'s overrides added to ``model.overrides`` (they win over the
+    config's own) and ``train.output_dir`` set to ``output_dir``.
+
+    Raises ConfigError when the overrides do not apply to the configured model, or when a
+    variant other than "full" would build the same model as "full" (e.g. ``unfrozen_text`` on a
+    config whose text encoder is already trained).
+    """
+    variant = VARIANTS[parse_variants([name])[0]]
+    changed = copy.deepcopy(config)
+    changed.model.overrides = {**config.model.overrides, **variant.overrides_for(config.model.name)}
+    changed.train.output_dir = str(output_dir)
+    try:
+        built = get_config(changed.model.name, changed.model_overrides())
+    except ConfigError as error:
+        raise ConfigError(f"variant {name!r} does not apply to {config.model.name}: {error}") from error
+    if name != "full" and built == get_config(config.model.name, config.model_overrides()):
+        raise ConfigError(
+            f"variant {name!r} ({variant.overrides_for(config.model.name)}) builds the same {config.model.name} as "
+            "'full' with this config's model.overrides; leave it out"
+        )
+    return changed
+
+
+def trainable_parameters(config: ExperimentConfig) -> int:
+    """Trainable parameter count of the model ``config`` describes (built on the meta device)."""
+    model = build_model(get_config(config.model.name, config.model_overrides()), device="meta")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def ablation_markdown(table: Mapping[str, Any]) -> str:
+    """The table :func:`run_ablation` returns as markdown, in percent, laid out like the paper's ablation tables."""
+    budget = table["budget"]
+    steps = f", at most {budget['max_steps']} steps" if budget["max_steps"] is not None else ""
+    lines = [
+        f"Ablations of {table['model']} on {table['dataset']} {table['split']}: seed {table['seed']}, "
+        f"{budget['epochs']} epochs{steps}, {budget['global_groups']} groups per step; last weights evaluated.",
+        "",
+        "| Variant | Paper | Pr@50 | Pr@60 | Pr@70 | Pr@80 | Pr@90 | IoU | Paper IoU (RefCOCO val) "
+        "| Trainable params | Train (s) | Eval (s) |",
+        "|---|---|" + "---:|" * 10,
+    ]
+    for row in table["variants"]:
+        results = row["results"]
+        paper = row["paper_results"].get(REFERENCE_SPLIT)
+        cells = [
+            row["name"],
+            row["paper"],
+            *(_percent(results["precision"][key]) for key in PRECISION_KEYS),
+            _percent(results["overall_iou"]),
+            f"{paper['iou']:.2f}" if paper else "-",
+            f"{row['trainable_params']:,}",
+            f"{row['train_seconds']:.1f}",
+            f"{row['eval_seconds']:.1f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run_ablation(
+    config: ExperimentConfig,
+    variants: str | Sequence[str],
+    out: str | os.PathLike,
+    split: str | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate every variant of ``variants`` ("a,b" or a list) under ``config``.
+
+    Each variant trains into ``out/NAME`` with the same data, seed and budget (``config``'s
+    optim, batch and train sections), and its last weights (``checkpoints/last.safetensors``,
+    the end of the budget) are evaluated on ``split`` (default: the config's val split) into
+    ``out/NAME/results_SPLIT.json``. Every variant is checked before any trains. Writes
+    ``out/ablation.json`` (fractions, with the paper's numbers in percent) and
+    ``out/ablation.md`` (percent) on rank 0, and returns the JSON's content.
+    """
+    out = Path(out)
+    split = split or config.data.val_split
+    configs = {name: variant_config(config, name, out / name) for name in parse_variants(variants)}
+    rows = []
+    for name, variant_cfg in configs.items():
+        variant = VARIANTS[name]
+        started = time.perf_counter()
+        train(variant_cfg)
+        trained = time.perf_counter()
+        run_dir = Path(variant_cfg.train.output_dir)
+        results = run_evaluation(
+            variant_cfg, run_dir / "checkpoints" / "last.safetensors", split, run_dir / f"results_{split}.json"
+        )
+        rows.append(
+            {
+                "name": name,
+                "description": variant.description,
+                "paper": variant.paper,
+                "overrides": variant.overrides_for(config.model.name),
+                "trainable_params": trainable_parameters(variant_cfg),
+                "train_seconds": trained - started,
+                "eval_seconds": time.perf_counter() - trained,
+                "results": results,
+                "paper_results": {
+                    key: {"iou": value.iou, "precision": list(value.precision) if value.precision else None}
+                    for key, value in variant.results.items()
+                },
+            }
+        )
+    table = {
+        "model": config.model.name,
+        "dataset": config.data.dataset,
+        "split": split,
+        "seed": config.train.seed,
+        "budget": {
+            "epochs": config.optim.epochs,
+            "max_steps": config.train.max_steps,
+            "global_groups": config.batch.global_groups,
+        },
+        "variants": rows,
+    }
+    if init_distributed().is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "ablation.json").write_text(json.dumps(table, indent=2) + "\n")
+        (out / "ablation.md").write_text(ablation_markdown(table) + "\n")
+    return table
+
+
+def describe_variants(config: ExperimentConfig) -> str:
+    """A markdown list of every variant for ``config``'s model: paper row, RefCOCO val IoU in the
+    paper, trainable parameters (built on the meta device) and the overrides; variants that do
+    not apply to the config say why."""
+    lines = [
+        f"Variants of {config.model.name}:",
+        "",
+        "| Variant | Paper | Paper IoU (RefCOCO val) | Trainable params | Overrides |",
+        "|---|---|---:|---:|---|",
+    ]
+    for name, variant in VARIANTS.items():
+        paper = variant.results.get(REFERENCE_SPLIT)
+        try:
+            count = f"{trainable_parameters(variant_config(config, name, '.')):,}"
+        except ConfigError as error:
+            count = f"n/a ({error})"
+        overrides = ", ".join(f"{k}={v}" for k, v in variant.overrides_for(config.model.name).items()) or "-"
+        iou = f"{paper.iou:.2f}" if paper else "-"
+        lines.append(f"| {name} | {variant.paper} | {iou} | {count} | {overrides} |")
+    return "\n".join(lines)
