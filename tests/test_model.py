@@ -125,3 +125,45 @@ def test_paper_models_build_on_the_meta_device(name):
     model = create_model(name, device="meta")
     assert model.decoder.query_token.is_meta
     assert not any(p.requires_grad for p in model.image_encoder.parameters())
+
+
+def _parameter_bytes(module):
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def test_frozen_encoders_stored_in_bfloat16_halve_their_memory_and_keep_the_head_in_float32():
+    reference = create_model("risam_tiny")
+    model = create_model("risam_tiny")
+    model.load_state_dict(reference.state_dict())
+    encoder_bytes = _parameter_bytes(model.image_encoder) + _parameter_bytes(model.text_encoder)
+    head_bytes = _parameter_bytes(model) - encoder_bytes
+    model.store_frozen_encoders(torch.bfloat16)
+    assert _parameter_bytes(model.image_encoder) + _parameter_bytes(model.text_encoder) == encoder_bytes // 2
+    assert _parameter_bytes(model) - encoder_bytes // 2 == head_bytes
+    assert {p.dtype for p in model.enhancement.parameters()} | {p.dtype for p in model.decoder.parameters()} == {
+        torch.float32
+    }
+
+    images, image_index, tokens, masks = _sentences_per_scene(model)
+    reference.eval(), model.eval()
+    with torch.no_grad():
+        expected = reference(images, tokens, image_index=image_index)
+        logits = model(images, tokens, image_index=image_index)
+    assert logits.dtype == torch.float32
+    assert not torch.equal(logits, expected)  # the encoders really ran in bfloat16
+    torch.testing.assert_close(logits, expected, atol=0.05 * expected.abs().max().item(), rtol=0)
+
+    model.train()
+    risam_loss(model(images, tokens, image_index=image_index), masks).backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.decoder.parameters())
+    assert all(p.grad is None for p in model.image_encoder.parameters())
+
+
+def test_store_frozen_encoders_leaves_a_trained_encoder_in_float32():
+    model = create_model("risam_tiny", overrides={"image_encoder.freeze": False})
+    model.store_frozen_encoders(torch.bfloat16)
+    assert {p.dtype for p in model.image_encoder.parameters()} == {torch.float32}
+    assert {p.dtype for p in model.text_encoder.parameters()} == {torch.bfloat16}
+    images, _, tokens, masks = _sentences_per_scene(model, count=1)
+    risam_loss(model(images[[0, 0, 0]], tokens), masks).backward()
+    assert model.image_encoder.vit.patch_embed.proj.weight.grad.dtype == torch.float32

@@ -71,10 +71,18 @@ class RISAMPredictor:
         clip_checkpoint: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         threshold: float = 0.35,
+        encoder_dtype: torch.dtype | None = None,
     ) -> RISAMPredictor:
-        """A predictor for a RISAM weights file (the format ``risam evaluate`` takes)."""
+        """A predictor for a RISAM weights file (the format ``risam evaluate`` takes).
+
+        The frozen encoders are kept in ``encoder_dtype``; by default bfloat16 on a GPU (half
+        the memory) and float32 elsewhere.
+        """
         model = create_model(checkpoint=checkpoint, sam_checkpoint=sam_checkpoint, clip_checkpoint=clip_checkpoint)
-        return cls(model.to(device), threshold=threshold)
+        model = model.to(device)
+        if encoder_dtype is None:
+            encoder_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+        return cls(model.store_frozen_encoders(encoder_dtype), threshold=threshold)
 
     @torch.no_grad()
     def set_image(self, image: ImageSource) -> None:

@@ -89,6 +89,8 @@ def run_evaluation(
         sam_checkpoint=config.model.sam_checkpoint,
         clip_checkpoint=config.model.clip_checkpoint,
     ).to(context.device)
+    if config.train.bf16 and context.device.type == "cuda":
+        model.store_frozen_encoders(torch.bfloat16)
     dataset = build_dataset(config, model, split, for_eval=True)
     results = evaluate_model(
         model,

@@ -84,6 +84,8 @@ class Trainer:
         self.checkpoint_dir = self.output_dir / "checkpoints"
         _seed_everything(config.train.seed)
         self.model = build_experiment_model(config).to(self.context.device)
+        if config.train.bf16 and self.context.device.type == "cuda":
+            self.model.store_frozen_encoders(torch.bfloat16)
         self.model_config = get_config(config.model.name, config.model_overrides())
         self.train_set = build_dataset(config, self.model, config.data.train_split, for_eval=False)
         self.val_set = build_dataset(config, self.model, config.data.val_split, for_eval=True)

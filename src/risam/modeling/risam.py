@@ -66,16 +66,28 @@ class RISAM(nn.Module):
             getattr(self, name).eval()
         return self
 
+    def store_frozen_encoders(self, dtype: torch.dtype) -> RISAM:
+        """Keep the weights of the frozen encoders in ``dtype``; the trainable parts keep theirs.
+
+        ``torch.bfloat16`` halves the memory of the encoders, which hold nearly all the weights
+        (risam_vit_h: 699.5M of 705.3M parameters). Inputs are cast to the encoder's dtype and features
+        back to the trainable parts' dtype, so callers pass float32 images as before.
+        """
+        for name in self.frozen_parts:
+            getattr(self, name).to(dtype)
+        return self
+
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """SAM-normalized images, B x 3 x S x S -> enhanced visual features F_v, B x C x S/16 x S/16."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and "image_encoder" not in self.frozen_parts):
-            taps = self.image_encoder(images)
-        return self.enhancement(*taps)
+            taps = self.image_encoder(images.to(_floating_dtype(self.image_encoder)))
+        return self.enhancement(*(tap.to(images.dtype) for tap in taps))
 
     def encode_text(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids, B x L_t -> (F_l, B x L_t x C'; padding mask, B x L_t, True at padding)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and "text_encoder" not in self.frozen_parts):
-            return self.text_encoder(tokens)
+            features, padding_mask = self.text_encoder(tokens)
+        return features.to(_floating_dtype(self.decoder)), padding_mask
 
     def decode(
         self,
@@ -128,3 +140,8 @@ class RISAM(nn.Module):
         """Strictly load what :meth:`trainable_state_dict` saved; ``source`` names the file."""
         check_state_dict(self.trainable_state_dict(), state_dict, source, "the trainable parts of RISAM")
         self.load_state_dict(dict(state_dict), strict=False)
+
+
+def _floating_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype of ``module``'s first floating-point parameter."""
+    return next(p.dtype for p in module.parameters() if p.is_floating_point())
