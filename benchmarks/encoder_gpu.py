@@ -42,7 +42,6 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import timm
@@ -51,14 +50,10 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.sam_reference import ImageEncoderViT, meta_encoder, randomize_positions, tap_hooks
 from risam.configs.model import ImageEncoderConfig
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.registry import get_config
-
-try:
-    from segment_anything.modeling import ImageEncoderViT
-except ImportError:  # the reference modes are then skipped
-    ImageEncoderViT = None
 
 
 @dataclass(frozen=True)
@@ -150,24 +145,6 @@ def peak_tflops(device: torch.device, override: list[str] | None) -> dict[str, o
     return {"source": "no table for CPUs", "bf16": None, "tf32": None, "fp32": None}
 
 
-def meta_encoder(config: ImageEncoderConfig) -> nn.Module:
-    """Meta's ``ImageEncoderViT`` in the shape of ``config`` (it also builds SAM's neck)."""
-    return ImageEncoderViT(
-        img_size=config.img_size,
-        patch_size=config.patch_size,
-        embed_dim=config.embed_dim,
-        depth=config.depth,
-        num_heads=config.num_heads,
-        mlp_ratio=4,
-        out_chans=256,
-        qkv_bias=True,
-        norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        use_rel_pos=True,
-        window_size=config.window_size,
-        global_attn_indexes=config.global_attn_indexes,
-    ).eval()
-
-
 def build_encoders(config: ImageEncoderConfig, reference_wanted: bool) -> tuple[nn.Module, nn.Module | None, str]:
     """Our encoder and Meta's (or None) on the CPU in float32 with the same random weights, and why/how.
 
@@ -183,7 +160,7 @@ def build_encoders(config: ImageEncoderConfig, reference_wanted: bool) -> tuple[
         reason = f"image_encoder.backbone={config.backbone!r} is not a SAM ViT"
     else:
         reference = meta_encoder(config)
-        randomize(reference.blocks, reference.pos_embed)
+        randomize_positions(reference.blocks, reference.pos_embed)
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = Path(folder) / "sam.pth"
             torch.save({f"image_encoder.{k}": v for k, v in reference.state_dict().items()}, checkpoint)
@@ -198,17 +175,8 @@ def build_encoders(config: ImageEncoderConfig, reference_wanted: bool) -> tuple[
             f"runs SAM's neck{f' and {extra} blocks after the last tap' if extra else ''}, which ours does not build",
         )
     ours = SamImageEncoder(config).eval()
-    randomize(ours.vit.blocks, ours.vit.pos_embed)
+    randomize_positions(ours.vit.blocks, ours.vit.pos_embed)
     return ours, None, reason
-
-
-def randomize(blocks: nn.ModuleList, pos_embed: Tensor) -> None:
-    """Random relative-position tables and position embedding (they start at zero)."""
-    with torch.no_grad():
-        for block in blocks:
-            block.attn.rel_pos_h.normal_(std=0.02)
-            block.attn.rel_pos_w.normal_(std=0.02)
-        pos_embed.normal_(std=0.02)
 
 
 def count_flops(build: Callable[[], nn.Module], img_size: int) -> int:
@@ -219,16 +187,6 @@ def count_flops(build: Callable[[], nn.Module], img_size: int) -> int:
     with torch.inference_mode(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         on_meta(images)
     return counter.get_total_flops()
-
-
-def tap_hooks(encoder: nn.Module, indices: tuple[int, ...], taps: dict[int, Tensor]) -> list:
-    """Hooks that store the outputs of Meta's blocks ``indices`` (B x H x W x C) as B x C x H x W."""
-    return [
-        encoder.blocks[index].register_forward_hook(
-            lambda _m, _i, out, index=index: taps.__setitem__(index, out.permute(0, 3, 1, 2))
-        )
-        for index in indices
-    ]
 
 
 def make_forward(module: nn.Module, mode: Mode, device: torch.device) -> Callable[[Tensor], object]:

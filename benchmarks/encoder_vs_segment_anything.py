@@ -15,34 +15,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
 from pathlib import Path
 
 import torch
-from segment_anything.modeling import ImageEncoderViT
 from torch import nn
 
+from benchmarks.sam_reference import meta_encoder, randomize_positions, tap_hooks
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.registry import get_config
 
 VARIANTS = {"vit_b": "risam_vit_b", "vit_l": "risam_vit_l", "vit_h": "risam_vit_h"}
-
-
-def meta_encoder(variant: str) -> ImageEncoderViT:
-    config = get_config(VARIANTS[variant]).image_encoder
-    return ImageEncoderViT(
-        img_size=config.img_size,
-        embed_dim=config.embed_dim,
-        depth=config.depth,
-        num_heads=config.num_heads,
-        mlp_ratio=4,
-        out_chans=256,
-        qkv_bias=True,
-        norm_layer=partial(nn.LayerNorm, eps=1e-6),
-        use_rel_pos=True,
-        window_size=config.window_size,
-        global_attn_indexes=config.global_attn_indexes,
-    ).eval()
 
 
 def time_forward(encoder: nn.Module, images: torch.Tensor, repeats: int) -> float:
@@ -77,7 +59,7 @@ def peak_memory(variant: str, which: str, checkpoint: Path) -> float:
 def build(variant: str, which: str, checkpoint: str | Path) -> nn.Module:
     """One encoder with the weights of ``checkpoint`` (Meta's format)."""
     if which == "meta":
-        encoder = meta_encoder(variant)
+        encoder = meta_encoder(get_config(VARIANTS[variant]).image_encoder)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         encoder.load_state_dict({k.removeprefix("image_encoder."): v for k, v in state.items()})
         return encoder
@@ -95,23 +77,14 @@ def main() -> None:
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(folder) / "sam.pth"
-        reference = meta_encoder(args.variant)
-        with torch.no_grad():
-            for block in reference.blocks:
-                block.attn.rel_pos_h.normal_(std=0.02)
-                block.attn.rel_pos_w.normal_(std=0.02)
-            reference.pos_embed.normal_(std=0.02)
+        reference = meta_encoder(get_config(VARIANTS[args.variant]).image_encoder)
+        randomize_positions(reference.blocks, reference.pos_embed)
         torch.save({f"image_encoder.{k}": v for k, v in reference.state_dict().items()}, checkpoint)
         ours = build(args.variant, "ours", checkpoint)
         images = torch.randn(1, 3, 1024, 1024)
 
-        taps, hooks = {}, []
-        for index in ours.config.tap_indices:
-            hooks.append(
-                reference.blocks[index].register_forward_hook(
-                    lambda _m, _i, out, index=index: taps.__setitem__(index, out.permute(0, 3, 1, 2))
-                )
-            )
+        taps: dict[int, torch.Tensor] = {}
+        hooks = tap_hooks(reference, ours.config.tap_indices, taps)
         with torch.no_grad():
             reference(images)
             difference = max(
