@@ -25,6 +25,15 @@ _SAM_PREFIX = "image_encoder."
 _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.")
 
 
+def check_images(images: Tensor, img_size: int, encoder: str) -> None:
+    """ValueError naming ``encoder`` unless ``images`` is a B x 3 x img_size x img_size batch."""
+    if images.ndim != 4 or tuple(images.shape[1:]) != (3, img_size, img_size):
+        raise ValueError(
+            f"{encoder} expects images normalized with image_encoder.pixel_mean/pixel_std, of shape "
+            f"(B, 3, {img_size}, {img_size}) (resized and padded to img_size={img_size}), got {tuple(images.shape)}"
+        )
+
+
 class ChunkedGlobalAttention(Attention):
     """timm's SAM attention with relative positions, computed for chunks of query tokens.
 
@@ -93,12 +102,7 @@ class SamImageEncoder(nn.Module):
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """Tapped features of ``images`` (B x 3 x S x S): a list of B x C_img x S/16 x S/16."""
-        size = self.config.img_size
-        if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
-            raise ValueError(
-                f"SamImageEncoder expects SAM-normalized images of shape (B, 3, {size}, {size}) "
-                f"(resized and padded to img_size={size}), got {tuple(images.shape)}"
-            )
+        check_images(images, self.config.img_size, type(self).__name__)
         return self.vit.forward_intermediates(
             images, indices=list(self.config.tap_indices), intermediates_only=True, stop_early=True
         )

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from risam.configs.model import ImageEncoderConfig
 from risam.configs.parse import ConfigError
+from risam.modeling.image_encoder import check_images
 from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
 
 
@@ -87,12 +88,7 @@ class TimmBackbone(nn.Module):
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """Tapped features of ``images`` (B x 3 x S x S): a list of B x C_i x S/p x S/p."""
-        size = self.config.img_size
-        if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
-            raise ValueError(
-                f"TimmBackbone expects normalized images of shape (B, 3, {size}, {size}) "
-                f"(resized and padded to img_size={size}), got {tuple(images.shape)}"
-            )
+        check_images(images, self.config.img_size, type(self).__name__)
         taps = self.model.forward_intermediates(
             images, indices=list(self.config.tap_indices), intermediates_only=True, output_fmt="NCHW"
         )
