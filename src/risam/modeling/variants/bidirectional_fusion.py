@@ -24,23 +24,19 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from risam.modeling.mutual_attention import MutualAttentionOutput, masked_softmax
+from risam.modeling.mutual_attention import MutualAttentionOutput, MutualAwareAttention, masked_softmax
 
 
-class BidirectionalSerialFusion(nn.Module):
-    """One BCM block: vision-guided attention, then language-guided attention over its output."""
+class BidirectionalSerialFusion(MutualAwareAttention):
+    """One BCM block: vision-guided attention, then language-guided attention over its output.
+
+    Its parameters are those of an MA block without attention mask (tau 0); only the order of the
+    two directions differs.
+    """
 
     def __init__(self, visual_dim: int, text_dim: int, dim: int, text_output: bool = True) -> None:
-        super().__init__()
-        self.dim = dim
-        self.proj_visual = nn.Linear(visual_dim, dim, bias=False)
-        self.proj_text = nn.Linear(text_dim, dim, bias=False)
-        self.norm_visual = nn.LayerNorm(dim)
-        self.text_output = text_output
-        if text_output:
-            self.norm_text = nn.LayerNorm(dim)
+        super().__init__(visual_dim, text_dim, dim, tau=0.0, text_output=text_output)
 
     def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> MutualAttentionOutput:
         """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding.
