@@ -16,7 +16,7 @@ from risam.data.sampler import GroupedBatchSampler
 from risam.data.transforms import postprocess_logits
 from risam.engine.config import ExperimentConfig
 from risam.engine.distributed import init_distributed
-from risam.engine.experiment import build_dataset
+from risam.engine.experiment import build_dataset, place_model
 from risam.metrics import MetricAccumulator, results_table
 from risam.modeling.risam import RISAM
 from risam.registry import create_model
@@ -88,9 +88,8 @@ def run_evaluation(
         checkpoint=checkpoint,
         sam_checkpoint=config.model.sam_checkpoint,
         clip_checkpoint=config.model.clip_checkpoint,
-    ).to(context.device)
-    if config.train.bf16 and context.device.type == "cuda":
-        model.store_frozen_encoders(torch.bfloat16)
+    )
+    model = place_model(model, config, context.device)
     dataset = build_dataset(config, model, split, for_eval=True)
     results = evaluate_model(
         model,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from risam.configs.model import ConfigError
 from risam.data.dataset import ReferDataset
 from risam.data.readers import load_split
@@ -18,6 +20,14 @@ def build_experiment_model(config: ExperimentConfig) -> RISAM:
         clip_checkpoint=config.model.clip_checkpoint,
         overrides=config.model_overrides(),
     )
+
+
+def place_model(model: RISAM, config: ExperimentConfig, device: torch.device) -> RISAM:
+    """``model`` on ``device``; on CUDA with ``train.bf16`` its frozen encoders are kept in bfloat16."""
+    model = model.to(device)
+    if config.train.bf16 and device.type == "cuda":
+        model.store_frozen_encoders(torch.bfloat16)
+    return model
 
 
 def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: bool) -> ReferDataset:

@@ -32,7 +32,7 @@ from risam.engine.checkpoint import load_training_state, rng_state, save_trainin
 from risam.engine.config import ExperimentConfig, OptimSection, save_config
 from risam.engine.distributed import DistributedContext, all_reduce_sum, barrier, init_distributed
 from risam.engine.evaluator import evaluate_model
-from risam.engine.experiment import build_dataset, build_experiment_model
+from risam.engine.experiment import build_dataset, build_experiment_model, place_model
 from risam.engine.logger import TrainingLogger
 from risam.losses import risam_loss
 from risam.registry import get_config
@@ -83,9 +83,7 @@ class Trainer:
         self.output_dir = Path(config.train.output_dir)
         self.checkpoint_dir = self.output_dir / "checkpoints"
         _seed_everything(config.train.seed)
-        self.model = build_experiment_model(config).to(self.context.device)
-        if config.train.bf16 and self.context.device.type == "cuda":
-            self.model.store_frozen_encoders(torch.bfloat16)
+        self.model = place_model(build_experiment_model(config), config, self.context.device)
         self.model_config = get_config(config.model.name, config.model_overrides())
         self.train_set = build_dataset(config, self.model, config.data.train_split, for_eval=False)
         self.val_set = build_dataset(config, self.model, config.data.val_split, for_eval=True)
