@@ -110,7 +110,11 @@ class Trainer:
             pin_memory=self.context.device.type == "cuda",
         )
         self.parameters = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.parameters, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+        # The fused kernel updates every tensor in one pass (CPU and CUDA); on the quickstart's 2 CPU cores it
+        # makes a training step about 11% faster than the default per-tensor-list update (benchmarks/README.md).
+        self.optimizer = torch.optim.Adam(
+            self.parameters, lr=config.optim.lr, weight_decay=config.optim.weight_decay, fused=True
+        )
         self.network: torch.nn.Module = self.model
         if self.context.world_size > 1:
             device_ids = [self.context.local_rank] if self.context.device.type == "cuda" else None
