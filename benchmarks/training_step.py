@@ -1,6 +1,6 @@
 """One training step of the quickstart model with Adam's default update against the fused one.
 
-The quickstart's ``risam_tiny`` (both encoders trained, patch 8) on a synthetic batch shaped
+The quickstart config's ``risam_tiny`` (as the config builds it) on a synthetic batch shaped
 like one of its image-grouped batches (4 images, 7 sentences each); the two optimizers
 alternate ``--rounds`` times so that machine noise hits both. Prints one JSON object with the
 median seconds per step of each and the loss after the last step (equal losses show that the

@@ -128,8 +128,8 @@ def test_train_then_evaluate_end_to_end(data_root, tmp_path, capsys):
         "data.num_workers=0",
     ]
     args += ["--set", "train.progress=false"]
-    with pytest.warns(UserWarning, match="frozen encoder keeps random weights"):
-        assert main(args) == 0
+    # risam_tiny's frozen encoders are the pretrained ones that ship in the package: nothing to warn about.
+    assert main(args) == 0
     results = json.loads(output.read_text())
     for key in ("overall_iou", "mean_iou", "precision", "num_samples", "dataset", "split", "checkpoint"):
         assert key in results
@@ -193,7 +193,8 @@ def _train_process(data_root, output_dir, *extra, resume=False):
 
 def test_killed_run_resumes_to_the_same_weights(data_root, tmp_path):
     # One image per step: about 11 steps per epoch, so the kill lands inside the first epoch.
-    settings = ("batch.global_groups=1", "train.max_steps=14", "train.checkpoint_every_steps=1", "optim.epochs=3")
+    settings = ("batch.global_groups=1", "train.max_steps=14", "train.checkpoint_every_steps=1", "optim.epochs=3",
+                "train.deterministic=true")  # fmt: skip
     straight = _train_process(data_root, tmp_path / "straight", *settings)
     assert straight.wait(timeout=300) == 0, straight.stderr.read().decode()
 

@@ -26,13 +26,16 @@ def test_maps_and_weights_are_the_models_attention(predictor):
     with torch.no_grad():
         features, padding = model.encode_text(tokens)
         _, outputs = model.decode(predictor.visual, features, padding, return_attention=True)
-    # 128 x 64 -> content of 128 x 64 in the 128 x 128 input: 8 x 4 of the 8 x 8 feature cells.
-    row, col = 10 * 4 // 64, 100 * 8 // 128
-    np.testing.assert_allclose(result.word_weights, outputs[-1].vision_guided[0, row * 8 + col, :6].numpy(), rtol=1e-6)
+    # 128 x 64 -> content of 128 x 64 in the 128 x 128 input: grid x grid/2 of the grid x grid feature cells.
+    grid = model.image_encoder.config.feature_size
+    row, col = 10 * (grid // 2) // 64, 100 * grid // 128
+    np.testing.assert_allclose(
+        result.word_weights, outputs[-1].vision_guided[0, row * grid + col, :6].numpy(), rtol=1e-6
+    )
     assert result.word_weights.sum() == pytest.approx(1.0, abs=1e-5) or result.word_weights.sum() == 0
-    first_word = outputs[-1].language_guided[0, 1].reshape(8, 8)[:4, :]
+    first_word = outputs[-1].language_guided[0, 1].reshape(grid, grid)[: grid // 2, :]
     # The map over the image is the word's attention over the content cells, upsampled.
-    coarse = torch.nn.functional.avg_pool2d(torch.from_numpy(result.word_maps[1])[None, None], 16)[0, 0]
+    coarse = torch.nn.functional.avg_pool2d(torch.from_numpy(result.word_maps[1])[None, None], 128 // grid)[0, 0]
     assert torch.corrcoef(torch.stack([coarse.flatten(), first_word.flatten()]))[0, 1] > 0.9
 
 
@@ -56,6 +59,5 @@ def test_figure_and_cli(predictor, tmp_path):
     save_weights(model.trainable_state_dict(), get_config("risam_tiny"), weights)
     image.save(tmp_path / "photo.png")
     out = tmp_path / "figure.png"
-    with pytest.warns(UserWarning, match="frozen encoder keeps random weights"):
-        code = main(["explain", "--checkpoint", str(weights), str(tmp_path / "photo.png"), "the dog", "-o", str(out)])
+    code = main(["explain", "--checkpoint", str(weights), str(tmp_path / "photo.png"), "the dog", "-o", str(out)])
     assert code == 0 and Image.open(out).width == figure.width

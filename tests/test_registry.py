@@ -17,7 +17,9 @@ def test_registry_lists_the_paper_models_and_the_tiny_one():
 
 
 def test_create_model_loads_official_sam_and_openai_clip_files(tmp_path):
-    config = get_config("risam_tiny")
+    # SAM's files hold a patch embedding: the tiny model with SAM's stem and patch size.
+    overrides = {"image_encoder.stem": "patch", "image_encoder.patch_size": 16}
+    config = get_config("risam_tiny", overrides)
     image, text = config.image_encoder, config.text_encoder
     sam = meta_sam(
         embed_dim=image.embed_dim,
@@ -39,7 +41,10 @@ def test_create_model_loads_official_sam_and_openai_clip_files(tmp_path):
     reference_clip = open_clip.load_openai_model(str(tmp_path / "ViT-tiny.pt"), precision="fp32", device="cpu")
 
     model = create_model(
-        "risam_tiny", sam_checkpoint=tmp_path / "sam_tiny.pth", clip_checkpoint=tmp_path / "ViT-tiny.pt"
+        "risam_tiny",
+        sam_checkpoint=tmp_path / "sam_tiny.pth",
+        clip_checkpoint=tmp_path / "ViT-tiny.pt",
+        overrides=overrides,
     ).eval()
 
     images = torch.randn(2, 3, image.img_size, image.img_size)

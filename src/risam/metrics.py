@@ -12,8 +12,10 @@ Every sentence is one sample, compared at the original image resolution.
   over target samples (TP: a non-empty prediction). cIoU is the overall IoU.
 
 A sample whose target and prediction are both empty has IoU 1. All statistics are sums, so
-distributed evaluation sums them across ranks (:meth:`MetricAccumulator.all_reduce`) before
-dividing.
+distributed evaluation sums them across ranks (:func:`all_reduce_sums`) before dividing.
+
+RefShapes evaluations also report whether the model reads (:mod:`risam.grounding`):
+``sentence_free_baseline``, ``grounding_gap`` and ``by_type``; :func:`results_table` shows them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,20 @@ import torch.distributed as dist
 PRECISION_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 _FIELDS = ("intersection", "union", "iou_sum", "count", "tn", "fp", "tp", "fn", "no_target")
+
+
+def all_reduce_sums(sums: torch.Tensor) -> torch.Tensor:
+    """``sums`` summed over every rank of the default process group (``sums`` itself without one).
+
+    Any shape; the result is on the CPU. nccl reduces CUDA tensors only, so there the sums pass
+    through the current CUDA device.
+    """
+    if dist.is_available() and dist.is_initialized():
+        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+        reduced = sums.to(device)
+        dist.all_reduce(reduced)
+        return reduced.cpu()
+    return sums
 
 
 class MetricAccumulator:
@@ -70,11 +86,7 @@ class MetricAccumulator:
 
     def all_reduce(self) -> None:
         """Sum the statistics over every rank of the default process group (if one is running)."""
-        if dist.is_available() and dist.is_initialized():
-            device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-            sums = self.sums.to(device)
-            dist.all_reduce(sums)
-            self.sums = sums.cpu()
+        self.sums = all_reduce_sums(self.sums)
 
     def summary(self) -> dict[str, Any]:
         """overall_iou, mean_iou, precision {"0.5": ...}, num_samples; gRefCOCO metrics too.
@@ -110,7 +122,11 @@ class MetricAccumulator:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    """A markdown table in percent, laid out like the paper's tables (Pr@50 ... Pr@90, IoU)."""
+    """A markdown table in percent, laid out like the paper's tables (Pr@50 ... Pr@90, IoU).
+
+    RefShapes results add the sentence-free baseline ("Sentence-free"), the grounding gap
+    ("Gap"; "-" where no sentence could be measured) and the overall IoU of each sentence type.
+    """
     columns = [f"Pr@{int(float(t) * 100)}" for t in results["precision"]] + ["IoU", "mIoU"]
     values = [100 * v for v in results["precision"].values()] + [
         100 * results["overall_iou"],
@@ -119,9 +135,16 @@ def results_table(results: dict[str, Any]) -> str:
     if "giou" in results:
         columns += ["cIoU", "gIoU", "N-acc", "T-acc"]
         values += [100 * results[key] for key in ("ciou", "giou", "n_acc", "t_acc")]
+    for key, column in (("sentence_free_baseline", "Sentence-free"), ("grounding_gap", "Gap")):
+        if key in results:
+            columns.append(column)
+            values.append(None if results[key] is None else 100 * results[key])
+    for kind, scores in results.get("by_type", {}).items():
+        columns.append(f"IoU {kind}")
+        values.append(100 * scores["overall_iou"])
     header = ["Model", "Dataset", "Split", *columns]
     row = [results.get("model", "-"), results.get("dataset", "-"), results.get("split", "-")]
-    row += [f"{value:.2f}" for value in values]
+    row += ["-" if value is None else f"{value:.2f}" for value in values]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(columns)) + "|"]
     lines.append("| " + " | ".join(str(cell) for cell in row) + " |")
     return "\n".join(lines)

@@ -11,15 +11,17 @@ import os
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from risam.configs import HeadConfig, ImageEncoderConfig, RISAMConfig, TextEncoderConfig
+from risam.configs import ConfigError, HeadConfig, ImageEncoderConfig, RISAMConfig, TextEncoderConfig
 from risam.modeling.build import build_model
 from risam.modeling.risam import RISAM
+from risam.modeling.state_dict import load_state_dict_strict
 from risam.modeling.variants.timm_backbone import TimmBackbone
-from risam.weights import load_weights
+from risam.weights import encoder_architecture, load_encoders, load_weights
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ CLIP_WEIGHTS = {
 }
 
 _MODELS: dict[str, Callable[[], RISAMConfig]] = {}
+# Encoder weights that ship inside the package (risam/pretrained/), made by a committed command.
+SHIPPED_ENCODERS = {"risam_tiny": "risam_tiny_encoders.safetensors"}
 
 
 def register_model(builder: Callable[[], RISAMConfig]) -> Callable[[], RISAMConfig]:
@@ -94,9 +98,13 @@ def risam_vit_h() -> RISAMConfig:
 
 @register_model
 def risam_tiny() -> RISAMConfig:
-    """Test-sized: 128 x 128 input, 4-block ViT (width 64), 2-layer text transformer (width 128), C = 64.
+    """The paper's recipe in miniature: 128 x 128 input, a 4-block ViT (width 64) with a conv stem to a
+    16 x 16 grid, a 2-layer text transformer (width 64), C = 64.
 
-    The text width is 64 per head, the rule by which open_clip rebuilds OpenAI CLIP files.
+    Its encoders are pretrained on generated RefShapes (``risam pretrain-tiny``) and ship in the
+    package (:data:`SHIPPED_ENCODERS`); ``create_model`` loads them unless ``pretrained=False``.
+    The text width is 64 per head, the rule by which open_clip rebuilds OpenAI CLIP files; at
+    width 64 CLIP's 49,408-token embedding fits the 10 MB budget of a shipped file in float16.
     """
     image = ImageEncoderConfig(
         variant="tiny",
@@ -106,9 +114,11 @@ def risam_tiny() -> RISAMConfig:
         global_attn_indexes=(0, 1, 2, 3),
         tap_indices=(1, 2, 3),
         window_size=4,
+        patch_size=8,
         img_size=128,
+        stem="conv",
     )
-    text = TextEncoderConfig(variant="tiny", width=128, layers=2, heads=2, output_dim=64)
+    text = TextEncoderConfig(variant="tiny", width=64, layers=2, heads=1, output_dim=64)
     head = HeadConfig(dim=64, decoder_heads=4, mask_dim=16)
     return RISAMConfig(name="risam_tiny", image_encoder=image, text_encoder=text, head=head)
 
@@ -133,6 +143,7 @@ def create_model(
     checkpoint: str | os.PathLike | None = None,
     overrides: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
+    pretrained: bool = True,
 ) -> RISAM:
     """Build a RISAM model by registered ``name`` or from a RISAM weights file.
 
@@ -143,6 +154,8 @@ def create_model(
         given, must match it) and its trainable weights are loaded strictly.
     overrides: dotted config keys to change (not allowed together with ``checkpoint``).
     device: where to build; "meta" builds without allocating memory (for counting).
+    pretrained: load the encoders that ship in the package for this model (``risam_tiny``),
+        unless encoder files are given; False keeps them randomly initialised (for tests).
     """
     if checkpoint is not None:
         if overrides:
@@ -155,6 +168,9 @@ def create_model(
     else:
         config = get_config(name, overrides)
     model = build_model(config, device=device)
+    shipped = pretrained and config.name in SHIPPED_ENCODERS and sam_checkpoint is None and clip_checkpoint is None
+    if shipped and torch.device(device).type != "meta":
+        load_shipped_encoders(model, shipped_encoders_path(config.name), require_all=False)
     if sam_checkpoint is not None:
         if isinstance(model.image_encoder, TimmBackbone):
             model.image_encoder.load_timm_checkpoint(sam_checkpoint)
@@ -165,7 +181,7 @@ def create_model(
     if checkpoint is not None:
         model.load_trainable_state_dict(state_dict, source=str(checkpoint))
         for part, given in (("image_encoder", sam_checkpoint), ("text_encoder", clip_checkpoint)):
-            if part in model.frozen_parts and given is None:
+            if part in model.frozen_parts and given is None and not shipped:
                 warnings.warn(
                     f"{checkpoint} was trained on pretrained {part.replace('_', ' ')} weights that it does not "
                     f"hold; pass {'sam' if part == 'image_encoder' else 'clip'}_checkpoint=... or the frozen "
@@ -173,3 +189,36 @@ def create_model(
                     stacklevel=2,
                 )
     return model
+
+
+def shipped_encoders_path(name: str) -> Path:
+    """The encoders file of model ``name`` inside the installed package."""
+    return Path(__file__).parent / "pretrained" / SHIPPED_ENCODERS[name]
+
+
+def load_shipped_encoders(model: RISAM, path: str | os.PathLike, require_all: bool = True) -> None:
+    """Load both encoders of ``model`` from an encoders file (``risam pretrain-tiny``), strictly.
+
+    The file records the encoders' architecture. An encoder whose architecture differs (other
+    overrides, e.g. an ablation's backbone) raises ConfigError naming the keys; with
+    ``require_all=False`` it keeps its random weights instead, with a warning that says so.
+    """
+    recorded, tensors = load_encoders(path)
+    for part, section in recorded.items():
+        module = getattr(model, part)
+        actual = encoder_architecture(module.config)
+        differ = sorted(key for key in set(section) | set(actual) if section.get(key) != actual.get(key))
+        if differ:
+            message = f"{path} holds {part.replace('_', ' ')} weights for another architecture: " + ", ".join(
+                f"{part}.{key}={actual.get(key)!r} (file: {section.get(key)!r})" for key in differ
+            )
+            if require_all:
+                raise ConfigError(message + "; pass pretrained=False for random encoders")
+            warnings.warn(message + f"; the {part.replace('_', ' ')} keeps random weights", stacklevel=3)
+            continue
+        part_tensors = {key.split(".", 1)[1]: value for key, value in tensors.items() if key.startswith(part + ".")}
+        expected = module.state_dict()
+        converted = {
+            key: value.to(expected[key].dtype) if key in expected else value for key, value in part_tensors.items()
+        }
+        load_state_dict_strict(module, converted, source=str(path))

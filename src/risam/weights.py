@@ -8,10 +8,12 @@ come from the official SAM and CLIP files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import safetensors
 import safetensors.torch
@@ -22,44 +24,62 @@ from risam.configs import ConfigError, RISAMConfig
 from risam.modeling.state_dict import CheckpointError
 
 WEIGHTS_FORMAT = "risam.weights/1"
+ENCODERS_FORMAT = "risam.encoders/1"
 
 
-def save_weights(state_dict: dict[str, torch.Tensor], config: RISAMConfig, path: str | os.PathLike) -> None:
-    """Write ``state_dict`` and ``config`` to ``path`` atomically (temp file, then rename)."""
+def atomic_save_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]
+) -> None:
+    """Write a safetensors file at ``path`` through a temporary file and a rename, with the process umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in state_dict.items()}
-    metadata = {
-        "format": WEIGHTS_FORMAT,
-        "risam_version": __version__,
-        "config": json.dumps(config.to_dict()),
-    }
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(handle)
     try:
         safetensors.torch.save_file(tensors, temp_name, metadata=metadata)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp_name, 0o666 & ~umask)
         os.replace(temp_name, path)
     finally:
         if os.path.exists(temp_name):
             os.unlink(temp_name)
 
 
-def read_config(path: str | os.PathLike) -> RISAMConfig:
-    """The config stored in a RISAM weights file, without reading its tensors."""
+def save_weights(state_dict: dict[str, torch.Tensor], config: RISAMConfig, path: str | os.PathLike) -> None:
+    """Write ``state_dict`` and ``config`` to ``path`` atomically (temp file, then rename)."""
+    metadata = {
+        "format": WEIGHTS_FORMAT,
+        "risam_version": __version__,
+        "config": json.dumps(config.to_dict()),
+    }
+    atomic_save_safetensors(state_dict, path, metadata)
+
+
+def _metadata(path: str | os.PathLike, expected_format: str, what: str) -> dict[str, str]:
+    """The metadata of a safetensors file of ours; CheckpointError unless its ``format`` is ``expected_format``
+    and it holds a ``config``. ``what`` names the kind of file in messages."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"RISAM weights file not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
     except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a RISAM weights file (a safetensors file): {error}") from error
-    if metadata.get("format") != WEIGHTS_FORMAT:
+        raise CheckpointError(f"{path} is not a {what} (a safetensors file): {error}") from error
+    if metadata.get("format") != expected_format:
         raise CheckpointError(
-            f"{path}: metadata key 'format' is {metadata.get('format')!r}, expected {WEIGHTS_FORMAT!r}"
+            f"{path}: metadata key 'format' is {metadata.get('format')!r}, expected {expected_format!r}"
         )
     if "config" not in metadata:
         raise CheckpointError(f"{path}: metadata key 'config' is missing")
+    return metadata
+
+
+def read_config(path: str | os.PathLike) -> RISAMConfig:
+    """The config stored in a RISAM weights file, without reading its tensors."""
+    metadata = _metadata(path, WEIGHTS_FORMAT, "RISAM weights file")
     try:
         return RISAMConfig.from_dict(json.loads(metadata["config"]))
     except (json.JSONDecodeError, ConfigError) as error:
@@ -70,3 +90,25 @@ def load_weights(path: str | os.PathLike) -> tuple[RISAMConfig, dict[str, torch.
     """The config and the trainable state dict of a RISAM weights file (on the CPU)."""
     config = read_config(path)
     return config, safetensors.torch.load_file(str(path), device="cpu")
+
+
+def encoder_architecture(config: Any) -> dict[str, Any]:
+    """An encoder config section as JSON-ready data, without the ``freeze`` switch (not architecture)."""
+    section = dataclasses.asdict(config)
+    section.pop("freeze")
+    return json.loads(json.dumps(section))
+
+
+def load_encoders(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
+    """An encoders file (``risam pretrain-tiny``): its recorded architecture per encoder and its tensors."""
+    metadata = _metadata(path, ENCODERS_FORMAT, "encoders file")
+    try:
+        sections = json.loads(metadata["config"])
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{path}: metadata key 'config' is not JSON: {error}") from error
+    return sections, safetensors.torch.load_file(str(path), device="cpu")
+
+
+def encoders_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of an encoders file: format, config, command, seed, scores, wall time, version."""
+    return _metadata(path, ENCODERS_FORMAT, "encoders file")

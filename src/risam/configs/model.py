@@ -17,6 +17,7 @@ SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 
 Enhancement = Literal["feature_enhancement", "deep_only", "simple_pyramid"]
+Stem = Literal["patch", "conv"]
 Fusion = Literal["mutual_attention", "conv", "transformer", "spatial_dynamic", "bidirectional_serial", "none"]
 Decoder = Literal["mutual_aware", "mutual_aware_t2i", "sam"]
 
@@ -45,6 +46,11 @@ class ImageEncoderConfig:
     to the ``img_size / patch_size`` grid the head reads, and the SAM-only fields
     (``embed_dim``, ``depth``, ``num_heads``, ``global_attn_indexes``, ``window_size``,
     ``attention_chunk``) are not used.
+
+    ``stem`` is how pixels become tokens: ``"patch"`` is SAM's patch embedding (one linear map per
+    patch); ``"conv"`` is a small CNN with BatchNorm (:func:`risam.modeling.image_encoder.conv_stem`),
+    which learns shapes far faster from scratch (docs/training.md). Only the
+    pretrained tiny encoder uses it; SAM's checkpoints hold a patch embedding.
     """
 
     variant: str = "sam_vit_h"
@@ -62,8 +68,15 @@ class ImageEncoderConfig:
     freeze: bool = True
     backbone: str = "sam"
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
+    stem: Stem = "patch"
 
     def __post_init__(self) -> None:
+        _check_choice("image_encoder.stem", self.stem, Stem)
+        if self.stem == "conv" and (self.patch_size & (self.patch_size - 1) or self.patch_size < 2):
+            raise ConfigError(
+                f"image_encoder.patch_size={self.patch_size}: the conv stem is a stack of stride-2 convolutions, "
+                "so the patch size must be a power of two"
+            )
         if list(self.tap_indices) != sorted(set(self.tap_indices)) or not self.tap_indices:
             raise ConfigError(f"image_encoder.tap_indices={self.tap_indices}: expected increasing block indices")
         if self.backbone != "sam":
@@ -213,7 +226,7 @@ class HeadConfig:
 
 
 ABLATION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "image_encoder": {"backbone": "sam", "timm_kwargs": {}},
+    "image_encoder": {"backbone": "sam", "timm_kwargs": {}, "stem": "patch"},
     "head": {
         "enhancement": "feature_enhancement",
         "fusion": "mutual_attention",

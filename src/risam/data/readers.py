@@ -7,7 +7,8 @@ Where the formats leave room, the readers decide as follows.
   ``{ref_id, ann_id, image_id, split, sentences: [{sent_id, sent, raw, tokens}], ...}`` read with
   :func:`~risam.data.safe_pickle.load_pickle`; ``instances.json`` is COCO. The sentence text is
   ``sent``, REFER's normalized lowercase form, which every published sentence carries;
-  ``raw`` is read only where a sentence has no ``sent``. The ref's own ``file_name`` (the COCO
+  ``raw`` is read only where a sentence has no ``sent``. A sentence's optional ``type`` (a string,
+  which RefShapes writes) becomes ``Expression.sentence_type``. The ref's own ``file_name`` (the COCO
   file name with a suffix) is ignored: the image file is the ``file_name`` of the image in
   ``instances.json``, as in REFER's own API.
 - gRefCOCO: ``grefs(unc).json`` is a JSON list of refs like REFER's, with ``ann_id`` a list of
@@ -202,6 +203,7 @@ def _load_coco_refs(
                     image_id=image_id,
                     sentence=_sentence_text(sentence, f"{where} sentence {index}"),
                     target_ids=targets,
+                    sentence_type=_sentence_type(sentence, f"{where} sentence {index}"),
                 )
                 for index, sentence in enumerate(_get_list(ref, "sentences", where))
             ]
@@ -270,6 +272,16 @@ def _sentence_text(sentence: Any, where: str) -> str:
     if isinstance(sentence, dict) and "sent" not in sentence and "raw" in sentence:
         return sentence["raw"]
     return _get(sentence, "sent", where)
+
+
+def _sentence_type(sentence: dict[str, Any], where: str) -> str | None:
+    """A sentence's optional ``type`` (RefShapes), which must be a string; None when absent."""
+    if "type" not in sentence:
+        return None
+    kind = sentence["type"]
+    if not isinstance(kind, str):
+        raise AnnotationError(f"{where}: 'type' must be a string, got {kind!r}")
+    return kind
 
 
 def _load_phrasecut(

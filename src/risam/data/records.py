@@ -29,13 +29,18 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class Expression:
-    """One sentence referring to zero, one or several objects of one image."""
+    """One sentence referring to zero, one or several objects of one image.
+
+    ``sentence_type`` is the sentence's form where the annotations state it (RefShapes:
+    ``attribute``, ``position``, ``ordinal``, ``relation``, ``group``, ``no_target``), else None.
+    """
 
     sent_id: int
     ref_id: int
     image_id: int
     sentence: str
     target_ids: tuple[int, ...]
+    sentence_type: str | None = None
 
     @property
     def no_target(self) -> bool:

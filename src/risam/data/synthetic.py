@@ -34,6 +34,11 @@ gets ``expressions_per_image`` single-target sentences (both files), spread roun
 to 4 objects, so that no object answers more than about a third of them; grefs also holds up to
 2 multi-target and 1 no-target sentences per image.
 
+Every sentence record (REFER's ``{sent_id, sent, raw, tokens}``) also carries ``type``, the form
+of the query that produced it (:func:`sentence_type`): ``attribute``, ``position``, ``ordinal``,
+``relation``, ``group`` (multi-target) or ``no_target``. REFER's readers ignore the key;
+:func:`~risam.data.readers.load_split` reads it into ``Expression.sentence_type``.
+
 **Splits** are by image: 70% train, 10% val, 10% testA, 10% testB (at least one image each),
 from a permutation seeded by ``seed``. As RefCOCO's testA refers to people and testB to other
 objects, every target of a testA image is a *round* shape (circle, ring, oval) and every target
@@ -54,7 +59,7 @@ import json
 import pickle
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -106,6 +111,7 @@ RELATION_WORDS = {
     "right": ("right of", "to the right of"),
 }
 COUNT_TEMPLATES = {0: ("all {}", "all the {}"), 2: ("the two {}", "both {}"), 3: ("the three {}", "all three {}")}
+SENTENCE_TYPES = ("attribute", "position", "ordinal", "relation", "group", "no_target")
 
 MIN_SIDE, MAX_SIDE = 112, 176
 MIN_VISIBLE = 0.6
@@ -175,12 +181,14 @@ class Query:
 class Referral:
     """One ref: its target objects (indices into ``Scene.shapes``; empty: no target) and sentences.
 
-    ``sentences`` holds ``(sent_id, raw)`` pairs.
+    ``sentences`` holds ``(sent_id, raw)`` pairs; ``sentence_types`` the :func:`sentence_type` of
+    each, in the same order.
     """
 
     ref_id: int
     targets: tuple[int, ...]
     sentences: tuple[tuple[int, str], ...]
+    sentence_types: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -230,6 +238,21 @@ def resolve(query: Query, shapes: Sequence[Shape], margin: float) -> frozenset[i
     if query.count == 1:
         return frozenset(members) if len(members) <= 1 else None
     return frozenset(members) if len(members) == query.count else None
+
+
+def sentence_type(query: Query, targets: Collection[int]) -> str:
+    """The form of a sentence, one of :data:`SENTENCE_TYPES`, from its query and its targets.
+
+    ``no_target`` when ``targets`` is empty (whatever the query's form), else ``position`` (rank 1),
+    ``ordinal`` (rank 2 or 3), ``relation`` (an anchor), ``attribute`` (count 1) or ``group``.
+    """
+    if not targets:
+        return "no_target"
+    if query.rank:
+        return "position" if query.rank == 1 else "ordinal"
+    if query.anchor is not None:
+        return "relation"
+    return "attribute" if query.count == 1 else "group"
 
 
 def _ranked(members: list[int], shapes: Sequence[Shape], rank: int, direction: str, margin: float) -> int | None:
@@ -544,7 +567,8 @@ def _referrals(
         for query in queries:
             sentences.append((ID_STRIDE * image_id + sent_number, render(query, rng)))
             sent_number += 1
-        referrals.append(Referral(ID_STRIDE * image_id + ref_number, group_targets, tuple(sentences)))
+        types = tuple(sentence_type(query, group_targets) for query in queries)
+        referrals.append(Referral(ID_STRIDE * image_id + ref_number, group_targets, tuple(sentences), types))
     return referrals
 
 
@@ -660,11 +684,12 @@ def _annotation(image_id: int, shape: Shape) -> dict[str, Any]:
 
 
 def _sentences(referral: Referral) -> list[dict[str, Any]]:
-    """REFER's sentence records: ``raw`` as written, ``sent`` normalized, ``tokens`` its words."""
+    """REFER's sentence records: ``raw`` as written, ``sent`` normalized, ``tokens`` its words, and
+    ``type`` the sentence's :func:`sentence_type`."""
     records = []
-    for sent_id, raw in referral.sentences:
+    for (sent_id, raw), kind in zip(referral.sentences, referral.sentence_types, strict=True):
         sent = normalize_sentence(raw)
-        records.append({"tokens": sent.split(), "raw": raw, "sent_id": sent_id, "sent": sent})
+        records.append({"tokens": sent.split(), "raw": raw, "sent_id": sent_id, "sent": sent, "type": kind})
     return records
 
 

@@ -83,7 +83,15 @@ class LossSection:
 
 @dataclass
 class TrainSection:
-    """Run settings. ``max_steps`` (if set) ends training early, for tests and smoke runs."""
+    """Run settings. ``max_steps`` (if set) ends training early, for tests and smoke runs.
+
+    ``cache_features`` runs the frozen encoders once per training image and sentence and trains
+    the head on their stored outputs (both encoders must be frozen; for small encoders such as
+    ``risam_tiny``, whose outputs fit in memory: :mod:`risam.engine.feature_cache`).
+    ``deterministic`` trains with torch's deterministic kernels, so that a run and its resumed
+    copy end with identical weights; without it, some CPU backward kernels (attention over
+    more than one block of queries) accumulate in a varying order and runs differ in the last bits.
+    """
 
     output_dir: str = "runs/experiment"
     seed: int = 0
@@ -93,6 +101,8 @@ class TrainSection:
     eval_every_epochs: int = 1
     max_steps: int | None = None
     progress: bool = True
+    cache_features: bool = False
+    deterministic: bool = True
 
 
 @dataclass

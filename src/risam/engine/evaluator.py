@@ -1,4 +1,7 @@
-"""Evaluation: logits to the original resolution, sigmoid, threshold, metrics summed over ranks."""
+"""Evaluation: logits to the original resolution, sigmoid, threshold, metrics summed over ranks.
+
+RefShapes evaluations also report the proof-of-reading metrics of :mod:`risam.grounding`.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from risam.data.transforms import postprocess_logits
 from risam.engine.config import ExperimentConfig
 from risam.engine.distributed import init_distributed
 from risam.engine.experiment import build_dataset, place_model
+from risam.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
 from risam.metrics import MetricAccumulator, results_table
 from risam.modeling.risam import RISAM
 from risam.registry import create_model
@@ -46,11 +50,14 @@ def evaluate_model(
     num_workers: int = 0,
     bf16: bool = False,
     progress: bool = True,
+    data_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``model`` on ``dataset`` (which must keep original masks), over all ranks.
 
     Each rank evaluates a disjoint shard of the images; intersections and unions are summed
-    across ranks before dividing.
+    across ranks before dividing. On RefShapes (``refshapes``, ``grefshapes``) the results also
+    hold ``grounding_gap`` and ``by_type`` (:mod:`risam.grounding`), and, when ``data_root`` (the
+    root the dataset was read from) is given, ``sentence_free_baseline``, computed once per split.
     """
     if not dataset.keep_original_masks:
         raise ValueError("evaluation needs a ReferDataset built with keep_original_masks=True")
@@ -59,19 +66,30 @@ def evaluate_model(
     sampler = GroupedBatchSampler(dataset.image_ids, images_per_batch, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=identity_collate, num_workers=num_workers)
     metrics = MetricAccumulator()
+    data = dataset.split
+    refshapes = data.dataset in REFSHAPES_DATASETS
+    reading = [GroundingGap(data), ByType(data)] if refshapes else []
+    expressions = {expression.sent_id: expression for expression in data.expressions}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
     bar = tqdm(loader, desc="evaluate", unit="batch", disable=not progress, dynamic_ncols=True)
     for batch in bar:
         moved = batch.to(device)
         with autocast:
             logits = model(moved.images, moved.tokens, image_index=moved.image_index)
-        for prediction, target in zip(
-            predict_masks(logits.float().cpu(), batch, dataset.img_size, threshold), batch.original_masks, strict=True
-        ):
+        predictions = predict_masks(logits.float().cpu(), batch, dataset.img_size, threshold)
+        for prediction, target, sent_id in zip(predictions, batch.original_masks, batch.sent_ids, strict=True):
             metrics.add(prediction, target)
+            for accumulator in reading:
+                accumulator.add(prediction, expressions[sent_id])
     metrics.all_reduce()
     model.train(was_training)
-    return metrics.summary()
+    results = metrics.summary()
+    for accumulator in reading:
+        accumulator.all_reduce()
+        results.update(accumulator.summary())
+    if refshapes and data_root is not None:
+        results["sentence_free_baseline"] = cached_sentence_free_baseline(data_root, data.dataset, data.split)
+    return results
 
 
 def run_evaluation(
@@ -100,6 +118,7 @@ def run_evaluation(
         num_workers=config.data.num_workers,
         bf16=config.train.bf16,
         progress=config.train.progress and context.is_main,
+        data_root=config.data.root,
     )
     results.update(
         model=read_config(checkpoint).name, dataset=config.data.dataset, split=split, checkpoint=str(checkpoint)

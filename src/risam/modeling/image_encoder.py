@@ -64,6 +64,26 @@ class ChunkedGlobalAttention(Attention):
         return self.proj(out).view(batch, height, width, -1)
 
 
+def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
+    """A small CNN in place of the patch embedding: B x 3 x S x S -> B x embed_dim x S/patch x S/patch.
+
+    log2(patch_size) stages, each a stride-2 and a stride-1 3 x 3 convolution with BatchNorm and
+    ReLU (widths 3/8, 3/4 and 1 x embed_dim for patch 8), then a 3 x 3 convolution to embed_dim.
+    """
+    count = patch_size.bit_length() - 1
+    widths = [3] + [embed_dim * 3 >> (count - index) for index in range(count - 1)] + [embed_dim]
+    layers: list[nn.Module] = []
+    for index in range(count):
+        for stride, width_in in ((2, widths[index]), (1, widths[index + 1])):
+            layers += [
+                nn.Conv2d(width_in, widths[index + 1], kernel_size=3, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(widths[index + 1]),
+                nn.ReLU(),
+            ]
+    layers.append(nn.Conv2d(embed_dim, embed_dim, kernel_size=3, padding=1))
+    return nn.Sequential(*layers)
+
+
 class SamImageEncoder(nn.Module):
     """SAM's ViT up to the last tapped block; returns the tapped block outputs.
 
@@ -95,6 +115,8 @@ class SamImageEncoder(nn.Module):
         # With neck_chans=None timm puts a LayerNorm2d in the neck's place; pruning replaces it with an
         # identity, so the weights are the patch embedding, pos_embed and blocks (the head has none).
         self.vit.prune_intermediate_layers(list(config.tap_indices), prune_norm=True)
+        if config.stem == "conv":
+            self.vit.patch_embed.proj = conv_stem(config.embed_dim, config.patch_size)
         for index, block in enumerate(self.vit.blocks):
             if index in config.global_attn_indexes:
                 block.attn.__class__ = ChunkedGlobalAttention

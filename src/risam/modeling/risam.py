@@ -77,11 +77,15 @@ class RISAM(nn.Module):
             getattr(self, name).to(dtype)
         return self
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """SAM-normalized images, B x 3 x S x S -> enhanced visual features F_v, B x C x S/16 x S/16."""
+    def image_taps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """SAM-normalized images, B x 3 x S x S -> the image encoder's taps, each B x C_i x S/16 x S/16."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and "image_encoder" not in self.frozen_parts):
             taps = self.image_encoder(images.to(_floating_dtype(self.image_encoder)))
-        return self.enhancement(*(tap.to(images.dtype) for tap in taps))
+        return [tap.to(images.dtype) for tap in taps]
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """SAM-normalized images, B x 3 x S x S -> enhanced visual features F_v, B x C x S/16 x S/16."""
+        return self.enhancement(*self.image_taps(images))
 
     def encode_text(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids, B x L_t -> (F_l, B x L_t x C'; padding mask, B x L_t, True at padding)."""
@@ -115,22 +119,29 @@ class RISAM(nn.Module):
 
     def forward(
         self,
-        images: torch.Tensor,
-        tokens: torch.Tensor,
+        images: torch.Tensor | None,
+        tokens: torch.Tensor | None,
         image_index: torch.Tensor | None = None,
         return_attention: bool = False,
+        *,
+        taps: list[torch.Tensor] | None = None,
+        text: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, list[MutualAttentionOutput]]:
         """images: N x 3 x S x S (SAM-normalized); tokens: B x L_t.
 
         Without ``image_index``, N = B and sentence b reads image b. With it (B long tensor),
         sentence b reads image ``image_index[b]``: each image is encoded once for all of its
         sentences. Returns logits, B x S/4 x S/4 (and the MA blocks' outputs on request).
+
+        ``taps`` (the image encoder's outputs for the N images) and ``text`` (F_l and the padding
+        mask for the B sentences) stand in for ``images`` and ``tokens`` when the frozen encoders'
+        outputs were computed before (:mod:`risam.engine.feature_cache`).
         """
-        visual = self.encode_image(images)
+        visual = self.enhancement(*taps) if taps is not None else self.encode_image(images)
         if image_index is not None:
             visual = visual[image_index]
-        text, padding_mask = self.encode_text(tokens)
-        return self.decode(visual, text, padding_mask, return_attention=return_attention)
+        words, padding_mask = text if text is not None else self.encode_text(tokens)
+        return self.decode(visual, words, padding_mask, return_attention=return_attention)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Parameters and buffers of every part except the frozen encoders."""
