@@ -101,8 +101,3 @@ def centre_maps(data: PretrainingSet, image_rows: torch.Tensor) -> tuple[torch.T
     valid = instance != IGNORE
     targets = data.centres[instance.clamp(min=0)].permute(0, 3, 1, 2)
     return targets, valid
-
-
-def object_rows(data: PretrainingSet, image_rows: torch.Tensor) -> torch.Tensor:
-    """The rows of ``data.objects`` that lie in the images ``image_rows`` (in object order)."""
-    return torch.nonzero(torch.isin(data.object_image, image_rows)).flatten()
