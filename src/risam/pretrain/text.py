@@ -79,9 +79,8 @@ def pretrain_text_encoder(
     own image is their target (``own_image_accuracy``) and the same among all objects of the held-out
     batch (``batch_accuracy``)."""
     generator = torch.Generator().manual_seed(seed)
-    tokens = text_encoder.tokenize(data.sentences)
-    sentence_image = data.object_image[data.sentence_object]
     alignment = ObjectAlignment(objects.shape[1], text_encoder.config.feature_dim)
+    task = _AlignmentTask(text_encoder, alignment, objects, data)
     text_encoder.requires_grad_(True)
     parameters = [*text_encoder.parameters(), *alignment.parameters()]
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.05)
@@ -91,65 +90,60 @@ def pretrain_text_encoder(
         for group in optimizer.param_groups:
             group["lr"] = cosine_lr(step, steps, lr, warmup=min(200, steps // 10 + 1))
         images = train_images[torch.randperm(len(train_images), generator=generator)[:batch_images]]
-        loss = _contrastive_loss(text_encoder, alignment, objects, data, tokens, sentence_image, images)
+        loss = task.loss(images)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
         optimizer.step()
         if (step + 1) % eval_every == 0 or step + 1 == steps:
-            scores = _alignment_accuracy(
-                text_encoder, alignment, objects, data, tokens, sentence_image, held_out_images
-            )
+            scores = task.accuracy(held_out_images)
             shown = " ".join(f"{name} {value:.3f}" for name, value in scores.items())
             seconds = time.perf_counter() - started
             log(f"text step {step + 1}/{steps} ({seconds:.0f} s): loss {loss.item():.3f} | {shown}")
     text_encoder.eval()
-    return _alignment_accuracy(text_encoder, alignment, objects, data, tokens, sentence_image, held_out_images)
+    return task.accuracy(held_out_images)
 
 
-def _batch(
-    data: PretrainingSet, sentence_image: torch.Tensor, images: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The sentences and objects of ``images``: (sentence rows, object rows, each sentence's target column)."""
-    sentences = torch.nonzero(torch.isin(sentence_image, images)).flatten()
-    candidates = torch.nonzero(torch.isin(data.object_image, images)).flatten()
-    column = torch.full((len(data.object_image),), -1, dtype=torch.long)
-    column[candidates] = torch.arange(len(candidates))
-    return sentences, candidates, column[data.sentence_object[sentences]]
+class _AlignmentTask:
+    """The sentences and objects of a pretraining set, with the text encoder and the object alignment."""
 
+    def __init__(
+        self, text_encoder: ClipTextEncoder, alignment: ObjectAlignment, objects: torch.Tensor, data: PretrainingSet
+    ) -> None:
+        self.text_encoder = text_encoder
+        self.alignment = alignment
+        self.objects = objects
+        self.data = data
+        self.tokens = text_encoder.tokenize(data.sentences)
+        self.sentence_image = data.object_image[data.sentence_object]
 
-def _contrastive_loss(
-    text_encoder: ClipTextEncoder,
-    alignment: ObjectAlignment,
-    objects: torch.Tensor,
-    data: PretrainingSet,
-    tokens: torch.Tensor,
-    sentence_image: torch.Tensor,
-    images: torch.Tensor,
-) -> torch.Tensor:
-    sentences, candidates, targets = _batch(data, sentence_image, images)
-    end, mean = sentence_features(text_encoder, tokens[sentences])
-    return sum(F.cross_entropy(alignment.logits(feature, objects[candidates]), targets) for feature in (end, mean)) / 2
+    def batch(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The sentences and objects of ``images``: (sentence rows, object rows, each sentence's target column)."""
+        sentences = torch.nonzero(torch.isin(self.sentence_image, images)).flatten()
+        candidates = torch.nonzero(torch.isin(self.data.object_image, images)).flatten()
+        column = torch.full((len(self.data.object_image),), -1, dtype=torch.long)
+        column[candidates] = torch.arange(len(candidates))
+        return sentences, candidates, column[self.data.sentence_object[sentences]]
 
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        """The contrastive loss of the sentences of ``images`` against all of their objects, both sentence features."""
+        sentences, candidates, targets = self.batch(images)
+        features = sentence_features(self.text_encoder, self.tokens[sentences])
+        objects = self.objects[candidates]
+        return sum(F.cross_entropy(self.alignment.logits(feature, objects), targets) for feature in features) / 2
 
-@torch.no_grad()
-def _alignment_accuracy(
-    text_encoder: ClipTextEncoder,
-    alignment: ObjectAlignment,
-    objects: torch.Tensor,
-    data: PretrainingSet,
-    tokens: torch.Tensor,
-    sentence_image: torch.Tensor,
-    images: torch.Tensor,
-) -> dict[str, float]:
-    text_encoder.eval()
-    sentences, candidates, targets = _batch(data, sentence_image, images)
-    end, _ = sentence_features(text_encoder, tokens[sentences])
-    logits = alignment.logits(end, objects[candidates])
-    same_image = data.object_image[candidates][None, :] == sentence_image[sentences][:, None]
-    own = logits.masked_fill(~same_image, float("-inf")).argmax(1) == targets
-    text_encoder.train()
-    return {
-        "own_image_accuracy": float(own.float().mean()),
-        "batch_accuracy": float((logits.argmax(1) == targets).float().mean()),
-    }
+    @torch.no_grad()
+    def accuracy(self, images: torch.Tensor) -> dict[str, float]:
+        """Share of the sentences of ``images`` whose end-token feature picks its target, among its own image's
+        objects and among all objects of ``images``."""
+        self.text_encoder.eval()
+        sentences, candidates, targets = self.batch(images)
+        end, _ = sentence_features(self.text_encoder, self.tokens[sentences])
+        logits = self.alignment.logits(end, self.objects[candidates])
+        same_image = self.data.object_image[candidates][None, :] == self.sentence_image[sentences][:, None]
+        own = logits.masked_fill(~same_image, float("-inf")).argmax(1) == targets
+        self.text_encoder.train()
+        return {
+            "own_image_accuracy": float(own.float().mean()),
+            "batch_accuracy": float((logits.argmax(1) == targets).float().mean()),
+        }
