@@ -72,17 +72,6 @@ def test_data_synth_then_check(tmp_path, capsys):
     assert missing.name in capsys.readouterr().out
 
 
-@pytest.fixture
-def tiny_weights(tmp_path):
-    from risam import create_model, get_config, save_weights
-
-    overrides = {"image_encoder.freeze": False, "text_encoder.freeze": False}
-    model = create_model("risam_tiny", overrides=overrides)
-    path = tmp_path / "tiny.safetensors"
-    save_weights(model.trainable_state_dict(), get_config("risam_tiny", overrides), path)
-    return path
-
-
 def test_segment_writes_masks_overlays_and_json(tmp_path, tiny_weights, capsys):
     import numpy as np
     from PIL import Image

@@ -1,5 +1,7 @@
 import io
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import gradio as gr
@@ -9,10 +11,11 @@ from PIL import Image
 
 from risam import create_model, get_config, save_weights
 from risam.demo import DemoBackend, build_demo
+from risam.demo.app import DISPLAY_SIDE, MAX_EXPRESSIONS, MAX_TEXT_CHARS
 from risam.explain import explain, render_explanation
 from risam.image_io import load_image
 from risam.predictor import RISAMPredictor
-from risam.viz import overlay_mask
+from risam.viz import overlay_mask, shrink_to
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -69,16 +72,15 @@ def test_segment_returns_the_predictors_overlays_and_boxes(weights, photo):
     np.testing.assert_array_equal(np.asarray(figure), np.asarray(expected_figure))
 
 
-def test_image_is_encoded_once_per_upload(weights, photo, monkeypatch):
+def test_image_is_encoded_once_per_upload(weights, photo):
     predictor = RISAMPredictor.from_checkpoint(weights)
     backend = DemoBackend(predictor)
     calls = []
-    original = predictor.set_image
-    monkeypatch.setattr(predictor, "set_image", lambda image: calls.append(image) or original(image))
+    predictor.model.image_encoder.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     backend.upload(str(photo))
     backend.segment(str(photo), "the dog")
     backend.segment(str(photo), "the cat")
-    assert len(calls) == 1
+    assert calls == [1]
 
 
 def test_bad_requests_give_readable_errors_and_the_next_request_works(weights, photo, tmp_path):
@@ -98,6 +100,84 @@ def test_bad_requests_give_readable_errors_and_the_next_request_works(weights, p
     overlays, _, _ = backend.segment(str(photo), "the dog")
     expected = expected_overlay(weights, photo, "the dog")
     np.testing.assert_array_equal(np.asarray(overlays[0][0]), np.asarray(expected))
+
+
+def test_expressions_per_request_and_their_length_are_bounded(weights, photo):
+    backend = DemoBackend(RISAMPredictor.from_checkpoint(weights))
+    lines = "\n".join(f"shape {i}" for i in range(MAX_EXPRESSIONS + 1))
+    with pytest.raises(gr.Error, match=rf"{MAX_EXPRESSIONS + 1} expressions given; at most {MAX_EXPRESSIONS} are"):
+        backend.segment(str(photo), lines)
+    with pytest.raises(gr.Error, match=f"at most {MAX_TEXT_CHARS:,} are read"):
+        backend.segment(str(photo), "a" * (MAX_TEXT_CHARS + 1))
+    overlays, records, _ = backend.segment(str(photo), lines.rsplit("\n", 1)[0])
+    assert len(overlays) == len(records) == MAX_EXPRESSIONS
+
+
+def test_unexpected_errors_reach_the_page_readably(weights, photo, monkeypatch):
+    predictor = RISAMPredictor.from_checkpoint(weights)
+    backend = DemoBackend(predictor)
+
+    def broken(texts):
+        raise RuntimeError("out of cheese")
+
+    monkeypatch.setattr(predictor, "predict", broken)
+    with pytest.raises(gr.Error, match=r"The request failed \(RuntimeError: out of cheese\)"):
+        backend.segment(str(photo), "the dog")
+    monkeypatch.undo()
+    assert backend.segment(str(photo), "the dog")[1][0]["text"] == "the dog"
+
+
+def test_uploads_are_shown_and_segmented_at_a_bounded_size(weights, tmp_path):
+    ramp = np.linspace(0, 255, 2600, dtype=np.uint8)
+    wide = tmp_path / "wide.png"
+    Image.fromarray(np.stack([np.tile(ramp, (300, 1))] * 3, axis=2)).save(wide)
+    backend = DemoBackend(RISAMPredictor.from_checkpoint(weights))
+    shown = backend.upload(str(wide))
+    assert shown.size == (DISPLAY_SIDE, 236)
+    overlays, records, figure = backend.segment(str(wide), "the bright end")
+    reference = RISAMPredictor.from_checkpoint(weights)
+    reference.set_image(shrink_to(load_image(wide), DISPLAY_SIDE))
+    expected = reference.predict("the bright end")
+    assert expected.mask.shape == (236, DISPLAY_SIDE)
+    np.testing.assert_array_equal(np.asarray(overlays[0][0]), np.asarray(overlay_mask(shown, expected.mask)))
+    assert records[0]["bbox"] == expected.bbox and records[0]["mask_pixels"] == int(expected.mask.sum())
+    expected_figure = render_explanation(shown, explain(reference, "the bright end"))
+    np.testing.assert_array_equal(np.asarray(figure), np.asarray(expected_figure))
+    small = DemoBackend(RISAMPredictor.from_checkpoint(weights), display_side=64)
+    assert small.upload(str(wide)).size == (64, 7)
+    assert small.segment(str(wide), "the dog")[0][0][0].size == (64, 7)
+
+
+def test_concurrent_requests_each_get_their_own_answers(weights, tmp_path):
+    rng = np.random.default_rng(5)
+    images = []
+    for index, (height, width) in enumerate([(70, 110), (96, 64), (50, 50)]):
+        path = tmp_path / f"image{index}.png"
+        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path)
+        images.append(path)
+    requests = [(images[i % 3], f"the shape number {i}\nthe thing {i % 5}") for i in range(30)]
+    reference = RISAMPredictor.from_checkpoint(weights)
+    expected = {}
+    for path in images:
+        reference.set_image(path)
+        for text in (text for image, text in requests if image == path):
+            expected[path, text] = reference.predict(text.splitlines())  # as the backend asks: both lines at once
+    # A cache of 2 for 3 images: uploads are evicted and encoded again while other requests predict.
+    backend = DemoBackend(RISAMPredictor.from_checkpoint(weights), cache_size=2)
+    start = threading.Barrier(len(requests))
+
+    def run(request):
+        start.wait()
+        return backend.segment(str(request[0]), request[1])
+
+    with ThreadPoolExecutor(max_workers=len(requests)) as pool:
+        answers = list(pool.map(run, requests))
+    for (path, text), (overlays, records, _) in zip(requests, answers, strict=True):
+        image = load_image(path)
+        for (overlay, caption), record, prediction in zip(overlays, records, expected[path, text], strict=True):
+            assert caption == record["text"] == prediction.text
+            assert record["bbox"] == prediction.bbox and record["mask_pixels"] == int(prediction.mask.sum())
+            np.testing.assert_array_equal(np.asarray(overlay), np.asarray(overlay_mask(image, prediction.mask)))
 
 
 def free_port() -> int:

@@ -1,9 +1,11 @@
 """Training and evaluation: configs, schedule, end to end, DDP equivalence, kill-and-resume, NaN."""
 
+import csv
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -13,12 +15,15 @@ import pytest
 import safetensors.torch
 import torch
 import torch.multiprocessing as mp
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from risam.cli import main
 from risam.configs.model import ConfigError
 from risam.data.synthetic import generate_refshapes
 from risam.engine.checkpoint import load_training_state
 from risam.engine.config import EXPERIMENTS_DIR, OptimSection, load_config
+from risam.engine.evaluator import write_results
+from risam.engine.logger import TrainingLogger
 from risam.engine.trainer import Trainer, TrainingError, lr_at_epoch
 
 
@@ -238,3 +243,87 @@ def test_resume_without_a_checkpoint_names_the_path(data_root, tmp_path):
     trainer = Trainer(load_config("refshapes_tiny", _settings(data_root, tmp_path / "none")))
     with pytest.raises(FileNotFoundError, match=str(Path("none") / "checkpoints" / "last.pt")):
         trainer.resume()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_written_files_follow_the_umask(data_root, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        run = tmp_path / "run"
+        config = load_config(
+            "refshapes_tiny",
+            _settings(data_root, run, "optim.epochs=1", "batch.global_groups=4", "train.cache_features=false"),
+        )
+        trainer = Trainer(config)
+        results = trainer.train()
+        trainer.logger.close()
+        write_results(results, tmp_path / "results.json")
+    finally:
+        os.umask(previous)
+    written = [run / "checkpoints" / name for name in ("last.pt", "last.safetensors", "best.safetensors")]
+    written += [run / name for name in ("train.csv", "eval.csv", "config.yaml")]
+    written += [tmp_path / "results.json", tmp_path / "results.md"]
+    expected = 0o666 & ~umask
+    assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in written} == {
+        path.name: expected for path in written
+    }
+
+
+def _csv_steps(path):
+    with open(path, newline="") as handle:
+        return [int(row["step"]) for row in csv.DictReader(handle)]
+
+
+class _Killed(Exception):
+    """Stands for a SIGKILL."""
+
+
+def test_resume_logs_each_step_once_and_removes_stale_temporaries(data_root, tmp_path):
+    run = tmp_path / "run"
+    settings = _settings(data_root, run, "batch.global_groups=1", "train.checkpoint_every_steps=2", "optim.epochs=3")
+    trainer = Trainer(load_config("refshapes_tiny", [*settings, "train.max_steps=5"]))
+    assert trainer.sampler.steps_per_epoch() > 6, "the whole test must stay in the first epoch"
+    save = trainer.save
+
+    def killed_at_step_5() -> None:
+        if trainer.global_step == 5:
+            raise _Killed
+        save()
+
+    trainer.save = killed_at_step_5
+    with pytest.raises(_Killed):
+        trainer.train()
+    trainer.logger.close()
+    assert load_training_state(run / "checkpoints" / "last.pt")["global_step"] == 4
+    assert _csv_steps(run / "train.csv") == [1, 2, 3, 4, 5]  # step 5 logged after the last checkpoint
+    stale = [run / "checkpoints" / ".last.pt.abc123.tmp", run / "checkpoints" / ".last.safetensors.q8w_2k1z.tmp"]
+    stale.append(run / ".config.yaml.0a1b2c3d.tmp")
+    kept = [run / "checkpoints" / name for name in ("notes.tmp", ".keep", "last.pt.abc123.tmp")]
+    for path in stale + kept:
+        path.write_bytes(b"half")
+
+    assert main(["train", "--config", "refshapes_tiny", *_set_args([*settings, "train.max_steps=6"]), "--resume"]) == 0
+    assert _csv_steps(run / "train.csv") == [1, 2, 3, 4, 5, 6]
+    assert not any(path.exists() for path in stale) and all(path.is_file() for path in kept)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_truncate_after_keeps_rows_up_to_the_checkpoint(tmp_path):
+    logger = TrainingLogger(tmp_path)
+    results = {"overall_iou": 0.5, "mean_iou": 0.4, "precision": {"0.5": 0.3}}
+    for step in range(1, 7):
+        logger.log_step(step, {"loss": 1.0 / step})
+        if step % 2 == 0:
+            logger.log_eval(step, step // 2, results)
+    logger.log_eval(4, 3, results)  # the evaluation of an epoch whose end was not checkpointed
+    logger.close()
+    with open(tmp_path / "train.csv", "a", newline="") as handle:
+        handle.write("7,0.1")  # a row torn by the kill
+    resumed = TrainingLogger(tmp_path)
+    resumed.truncate_after(4, 2)
+    resumed.close()
+    assert _csv_steps(tmp_path / "train.csv") == [1, 2, 3, 4]
+    with open(tmp_path / "eval.csv", newline="") as handle:
+        assert [(row["step"], row["epoch"]) for row in csv.DictReader(handle)] == [("2", "1"), ("4", "2")]

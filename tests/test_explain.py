@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from risam.cli import main
-from risam.explain import explain, render_explanation
+from risam.explain import ExplainError, explain, render_explanation
 from risam.predictor import RISAMPredictor
 
 
@@ -44,7 +44,7 @@ def test_default_pixel_is_the_mask_centre(predictor):
     ys, xs = np.nonzero(result.prediction.mask)
     expected = (int(xs.mean()), int(ys.mean())) if xs.size else (64, 32)
     assert result.pixel == expected
-    with pytest.raises(ValueError, match="outside"):
+    with pytest.raises(ExplainError, match="outside"):
         explain(predictor, "a shape", pixel=(500, 5))
 
 

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from risam.data.transforms import postprocess_logits, preprocess_image
-from risam.predictor import ExpressionError, RISAMPredictor, mask_bbox
+from risam.predictor import MAX_EXPRESSIONS, ExpressionError, RISAMPredictor, mask_bbox
 
 
 @pytest.fixture
@@ -24,12 +24,52 @@ def test_predict_equals_the_full_forward_pass(tiny_model, picture):
         logits = tiny_model(tensor[None].expand(2, -1, -1, -1), tiny_model.text_encoder.tokenize(texts))
     for result, row, text in zip(results, logits, texts, strict=True):
         expected = torch.sigmoid(postprocess_logits(row, config.img_size, resized, (90, 150))).numpy()
-        np.testing.assert_allclose(result.probability, expected, atol=1e-5)
-        np.testing.assert_array_equal(result.mask, expected > 0.35)
-        assert result.text == text and result.mask.shape == (90, 150)
+        near = np.abs(expected - 0.35) < 1e-6  # float rounding at the threshold may go either way
+        np.testing.assert_array_equal(result.mask[~near], expected[~near] > 0.35)
+        assert result.text == text and result.mask.shape == (90, 150) and result.mask.dtype == bool
         assert result.bbox == mask_bbox(result.mask)
-        if result.mask.any():
-            assert result.score == pytest.approx(float(expected[expected > 0.35].mean()), rel=1e-5)
+        inside = expected[result.mask]
+        assert result.score == pytest.approx(float(inside.mean()) if inside.size else 0.0, rel=1e-5)
+        assert not hasattr(result, "probability")
+
+
+def test_chunks_of_expressions_give_the_same_predictions(tiny_model, picture):
+    texts = [f"the shape number {i}" for i in range(11)]
+    predictor = RISAMPredictor(tiny_model, expression_chunk=4)
+    predictor.set_image(picture)
+    chunked = predictor.predict(texts)
+    predictor.expression_chunk = 11
+    whole = predictor.predict(texts)
+    for one, other in zip(chunked, whole, strict=True):
+        assert one.text == other.text and one.bbox == other.bbox
+        np.testing.assert_array_equal(one.mask, other.mask)
+        assert one.score == pytest.approx(other.score, rel=1e-5)
+
+
+def test_the_number_of_expressions_is_bounded(tiny_model, picture):
+    predictor = RISAMPredictor(tiny_model)
+    predictor.set_image(picture)
+    assert len(predictor.predict(["a shape"] * MAX_EXPRESSIONS)) == MAX_EXPRESSIONS
+    with pytest.raises(ExpressionError, match=rf"^{MAX_EXPRESSIONS + 1} expressions given; at most {MAX_EXPRESSIONS}"):
+        predictor.predict(["a shape"] * (MAX_EXPRESSIONS + 1))
+    small = RISAMPredictor(tiny_model, max_expressions=2)
+    small.set_image(picture)
+    with pytest.raises(ExpressionError, match="at most 2 are segmented per request"):
+        small.predict(["one", "two", "three"])
+
+
+def test_encode_changes_no_state_and_set_encoded_restores_an_image(tiny_model, picture):
+    predictor = RISAMPredictor(tiny_model)
+    other = np.ascontiguousarray(picture[::-1, :60])
+    encoded = predictor.encode(picture)
+    assert predictor.visual is None
+    predictor.set_image(other)
+    assert predictor.original_size == (90, 60)
+    predictor.set_encoded(encoded)
+    assert (predictor.original_size, predictor.resized_size) == (encoded.original_size, encoded.resized_size)
+    fresh = RISAMPredictor(tiny_model)
+    fresh.set_image(picture)
+    np.testing.assert_array_equal(predictor.predict("the thing").mask, fresh.predict("the thing").mask)
 
 
 def test_image_is_encoded_once_for_many_expressions(tiny_model, picture):
@@ -50,9 +90,10 @@ def test_paths_pil_and_arrays_give_the_same_result(tiny_model, picture, tmp_path
     outputs = []
     for source in (picture, Image.fromarray(picture), path, str(path)):
         predictor.set_image(source)
-        outputs.append(predictor.predict("the thing").probability)
+        outputs.append(predictor.predict("the thing"))
     for output in outputs[1:]:
-        np.testing.assert_array_equal(output, outputs[0])
+        np.testing.assert_array_equal(output.mask, outputs[0].mask)
+        assert output.score == outputs[0].score
 
 
 def test_expressions_users_send(tiny_model, picture):
@@ -67,7 +108,7 @@ def test_expressions_users_send(tiny_model, picture):
         long = predictor.predict(" ".join(["word"] * 200))
     assert long.mask.shape == (90, 150)
     for text in ("the 🐶 on the left", "左边的狗", "собака слева"):
-        assert predictor.predict(text).probability.shape == (90, 150)
+        assert predictor.predict(text).mask.shape == (90, 150)
 
 
 def test_mask_bbox_by_hand():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from risam.configs.parse import ConfigError
 from risam.data.catalog import COCO_IMAGES
 from risam.data.check import check_data_root
 from risam.data.masks import AnnotationError, encode_mask
@@ -296,9 +297,9 @@ def test_phrasecut_tasks_instances_and_sizes(phrasecut_root):
 
 
 def test_unknown_dataset_and_split_name_the_known_ones(coco_root):
-    with pytest.raises(KeyError, match=r"refcoco\+"):
+    with pytest.raises(ConfigError, match=r"refcoco\+"):
         load_split(coco_root, "refcocox", "train")
-    with pytest.raises(ValueError, match=r"'testC'.*train, val, testA, testB"):
+    with pytest.raises(ConfigError, match=r"'testC'.*train, val, testA, testB"):
         load_split(coco_root, "refcoco", "testC")
 
 

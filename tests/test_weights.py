@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import safetensors.torch
@@ -7,6 +8,7 @@ import torch
 from risam import create_model, get_config, load_weights, save_weights
 from risam.configs import ConfigError, RISAMConfig
 from risam.modeling.state_dict import CheckpointError
+from risam.weights import ENCODERS_FORMAT, load_encoders
 
 
 def _trained_tiny(tmp_path):
@@ -108,12 +110,10 @@ def test_save_is_atomic_and_leaves_no_temp_files(tmp_path, monkeypatch):
     model, path = _trained_tiny(tmp_path)
     before = path.read_bytes()
 
-    def crash_midway(tensors, filename, metadata=None):
-        with open(filename, "wb") as handle:
-            handle.write(b"half a file")
+    def disk_full(descriptor):
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", crash_midway)
+    monkeypatch.setattr(os, "fsync", disk_full)  # the new file is written, not yet flushed
     with pytest.raises(OSError, match="disk full"):
         save_weights(model.trainable_state_dict(), get_config("risam_tiny"), path)
     assert path.read_bytes() == before
@@ -131,5 +131,47 @@ def test_config_round_trip_and_errors():
         config.replace(**{"head.dim": "256"})
     with pytest.raises(ConfigError, match="tap_indices"):
         config.replace(**{"image_encoder.tap_indices": [5, 8, 12]})
-    with pytest.raises(KeyError, match="risam_tiny"):
+    with pytest.raises(ConfigError, match="risam_tiny"):
         get_config("risam_vit_q")
+
+
+def _save_with(path, state, config, poisoned):
+    """``state`` saved at ``path`` with the first element of each tensor of ``poisoned`` set to its value."""
+    state = {key: value.clone() for key, value in state.items()}
+    for key, value in poisoned.items():
+        state[key].view(-1)[0] = value
+    metadata = {"format": "risam.weights/1", "config": json.dumps(config.to_dict())}
+    safetensors.torch.save_file(state, str(path), metadata=metadata)
+    return path
+
+
+def test_non_finite_weights_are_refused_in_one_line(tmp_path):
+    _, path = _trained_tiny(tmp_path)
+    config, state = load_weights(path)
+    keys = sorted(key for key, value in state.items() if value.is_floating_point())[:4]
+    values = (float("nan"), float("inf"), float("-inf"), float("nan"))
+    diverged = _save_with(tmp_path / "diverged.safetensors", state, config, dict(zip(keys, values, strict=True)))
+    with pytest.raises(CheckpointError) as error:
+        load_weights(diverged)
+    assert str(error.value) == (
+        f"{diverged}: 4 tensors hold NaN or inf values ({', '.join(keys[:3])}, ...); "
+        "the file is damaged or came from a diverged run"
+    )
+    one = _save_with(tmp_path / "one.safetensors", state, config, {"decoder.query_token": float("nan")})
+    with pytest.raises(
+        CheckpointError, match=r"one\.safetensors: 1 tensor holds NaN or inf values \(decoder\.query_token\)"
+    ):
+        create_model(checkpoint=one)
+
+
+def test_non_finite_encoders_are_refused(tmp_path):
+    path = tmp_path / "encoders.safetensors"
+    tensors = {
+        "image_encoder.w": torch.tensor([1.0, float("nan")], dtype=torch.float16),
+        "text_encoder.n": torch.ones(1),
+    }
+    safetensors.torch.save_file(tensors, str(path), metadata={"format": ENCODERS_FORMAT, "config": "{}"})
+    with pytest.raises(
+        CheckpointError, match=r"encoders\.safetensors: 1 tensor holds NaN or inf values \(image_encoder\.w\)"
+    ):
+        load_encoders(path)

@@ -12,7 +12,6 @@ the wall time). docs/ablations.md lists the variants and the decisions behind th
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -25,6 +24,7 @@ from risam.engine.config import ExperimentConfig
 from risam.engine.distributed import init_distributed
 from risam.engine.evaluator import run_evaluation
 from risam.engine.trainer import train
+from risam.files import atomic_write_json, atomic_write_text
 from risam.modeling.build import build_model
 from risam.registry import get_config
 
@@ -443,8 +443,8 @@ def run_ablation(
     }
     if init_distributed().is_main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "ablation.json").write_text(json.dumps(table, indent=2) + "\n")
-        (out / "ablation.md").write_text(ablation_markdown(table) + "\n")
+        atomic_write_json(out / "ablation.json", table)
+        atomic_write_text(out / "ablation.md", ablation_markdown(table) + "\n")
     return table
 
 

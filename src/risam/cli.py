@@ -4,12 +4,54 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from risam.data.catalog import DATASETS
 from risam.registry import list_models
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {terminal_safe(message)} (see {self.prog} --help)\n")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with control characters (escape sequences, newlines) shown as escapes, never sent raw."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
+
+
+def argument_text(text: str) -> str:
+    """A command-line argument as valid Unicode: bytes that were not UTF-8 become U+FFFD.
+
+    Python keeps such bytes as lone surrogates, which no UTF-8 writer (JSON, PNG text) accepts.
+    """
+    return os.fsencode(text).decode("utf-8", errors="replace")
+
+
+def _threshold(text: str) -> float:
+    """``--threshold``: a probability strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability strictly between 0 and 1")
+    return value
+
+
+def _png_path(text: str) -> Path:
+    """``-o`` of a figure: a file name ending in .png."""
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text!r}: the figure is a PNG; give a file name ending in .png")
+    return path
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -97,54 +139,58 @@ def _pretrain_tiny(args: argparse.Namespace) -> int:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from risam.data.masks import encode_mask
+    from risam.errors import InputError
     from risam.image_io import load_image
-    from risam.predictor import RISAMPredictor
-    from risam.viz import overlay_mask
+    from risam.predictor import MAX_EXPRESSIONS, RISAMPredictor, check_expressions
+    from risam.segment_output import SegmentationWriter
 
+    expressions = [argument_text(text) for text in args.expressions]
+    check_expressions(expressions, MAX_EXPRESSIONS)
+    if args.output.exists() and not args.output.is_dir():
+        raise InputError(f"-o {args.output}: exists and is not a folder; give a folder for the masks and overlays")
     predictor = RISAMPredictor.from_checkpoint(
         args.checkpoint, args.sam_checkpoint, args.clip_checkpoint, threshold=args.threshold
     )
     image = load_image(args.image)
     predictor.set_image(image)
-    results = predictor.predict(args.expressions)
-    args.output.mkdir(parents=True, exist_ok=True)
-    records = []
-    for index, result in enumerate(results):
-        Image.fromarray(result.mask.astype("uint8") * 255).save(args.output / f"{index:02d}_mask.png")
-        overlay_mask(image, result.mask).save(args.output / f"{index:02d}_overlay.png")
-        records.append(
-            {
-                "text": result.text,
-                "score": result.score,
-                "bbox": result.bbox,
-                "rle": encode_mask(result.mask),
-                "mask": f"{index:02d}_mask.png",
-                "overlay": f"{index:02d}_overlay.png",
-            }
-        )
-    summary = {"image": str(args.image), "checkpoint": str(args.checkpoint), "predictions": records}
-    (args.output / "predictions.json").write_text(json.dumps(summary, indent=2) + "\n")
-    for record in records:
-        print(f"{record['score']:.3f}  {record['bbox']}  {record['text']}")
+    writer = SegmentationWriter(image, args.output)
+    for start in range(0, len(expressions), predictor.expression_chunk):
+        chunk = predictor.predict(expressions[start : start + predictor.expression_chunk])
+        for record in writer.add(chunk):
+            print(terminal_safe(f"{record['score']:.3f}  {record['bbox']}  {record['text']}"))
+    writer.finish(str(args.image), str(args.checkpoint))
     return 0
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from risam.errors import InputError
     from risam.explain import explain, render_explanation
+    from risam.files import atomic_path
     from risam.image_io import load_image
     from risam.predictor import RISAMPredictor
 
+    if args.output.is_dir():
+        raise InputError(f"{args.output}: is a folder; give the figure's file name, e.g. figure.png")
     predictor = RISAMPredictor.from_checkpoint(args.checkpoint, args.sam_checkpoint, args.clip_checkpoint)
     image = load_image(args.image)
     predictor.set_image(image)
-    result = explain(predictor, args.expression, pixel=tuple(args.pixel) if args.pixel else None, block=args.block)
+    expression = argument_text(args.expression)
+    result = explain(predictor, expression, pixel=tuple(args.pixel) if args.pixel else None, block=args.block)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    render_explanation(image, result).save(args.output)
+    with atomic_path(args.output) as temporary:
+        render_explanation(image, result).save(temporary, format="PNG")
     weights = ", ".join(f"{w}={v:.2f}" for w, v in zip(result.words, result.word_weights, strict=True))
-    print(f"wrote {args.output}; word weights at {result.pixel}: {weights}")
+    print(terminal_safe(f"wrote {args.output}; word weights at {result.pixel}: {weights}"))
+    return 0
+
+
+def _convert_clip(args: argparse.Namespace) -> int:
+    from risam.modeling.text_encoder import convert_clip_checkpoint
+
+    if args.run_torchscript:
+        print(f"running the TorchScript code in {args.source} to read it (--run-torchscript)", file=sys.stderr)
+    count = convert_clip_checkpoint(args.source, args.destination, run_torchscript=args.run_torchscript)
+    print(f"wrote {count} text-tower tensors of {args.source} to {args.destination}")
     return 0
 
 
@@ -171,7 +217,7 @@ def _add_model_files(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``risam`` subcommand."""
-    parser = argparse.ArgumentParser(prog="risam", description="Referring image segmentation with RISAM.")
+    parser = _Parser(prog="risam", description="Referring image segmentation with RISAM.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = commands.add_parser("info", help="a model's parts, parameter counts and input settings")
@@ -236,19 +282,34 @@ def build_parser() -> argparse.ArgumentParser:
     segment = commands.add_parser("segment", help="segment expressions in an image: mask PNGs, overlays, JSON")
     _add_model_files(segment)
     segment.add_argument("image", type=Path, help="image file")
-    segment.add_argument("expressions", nargs="+", help="one or more expressions")
+    segment.add_argument("expressions", nargs="+", help="one or more expressions (at most 100 per call)")
     segment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    segment.add_argument("--threshold", type=float, default=0.35, help="sigmoid threshold (default 0.35)")
+    segment.add_argument(
+        "--threshold", type=_threshold, default=0.35, help="sigmoid threshold, in (0, 1) (default 0.35)"
+    )
     segment.set_defaults(run=_segment)
 
     explain = commands.add_parser("explain", help="per-word attention maps and word weights at a pixel, as a figure")
     _add_model_files(explain)
     explain.add_argument("image", type=Path, help="image file")
     explain.add_argument("expression", help="the expression")
-    explain.add_argument("-o", "--output", type=Path, required=True, help="figure file (PNG)")
+    explain.add_argument("-o", "--output", type=_png_path, required=True, help="figure file (.png)")
     explain.add_argument("--pixel", type=int, nargs=2, metavar=("X", "Y"), help="default: the mask's centre")
     explain.add_argument("--block", type=int, default=-1, help="Mutual-Aware Attention block (default: last)")
     explain.set_defaults(run=_explain)
+
+    convert = commands.add_parser(
+        "convert-clip", help="write a CLIP checkpoint's text tower to safetensors (once, for files risam won't read)"
+    )
+    convert.add_argument("source", type=Path, help="CLIP checkpoint (.pt, .pth, .bin, .safetensors)")
+    convert.add_argument("destination", type=Path, help="text tower to write (.safetensors)")
+    convert.add_argument(
+        "--run-torchscript",
+        action="store_true",
+        help="for a TorchScript archive that risam refuses to read: load it with torch.jit, running its code. "
+        "Only for files you trust",
+    )
+    convert.set_defaults(run=_convert_clip)
 
     demo = commands.add_parser("demo", help="serve the web demo (needs the 'demo' extra)")
     _add_model_files(demo)
@@ -275,28 +336,40 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``risam`` with ``argv`` (default: the process arguments); returns the exit code.
 
-    Bad input (a file, image, expression, config or checkpoint that cannot be used) prints
-    one readable line to stderr and returns 2, never a traceback.
+    Bad input (a file, image, expression, config, checkpoint or argument that cannot be used,
+    a file that cannot be read or written) prints one readable line to stderr and returns 2,
+    never a traceback. An unexpected failure prints one line naming it and returns 1; set
+    RISAM_TRACEBACK=1 to see its traceback.
     """
-    from risam.configs.parse import ConfigError
-    from risam.data.masks import AnnotationError
-    from risam.image_io import ImageInputError
-    from risam.modeling.state_dict import CheckpointError
-    from risam.predictor import ExpressionError
+    from risam.errors import InputError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (
-        AnnotationError,
-        CheckpointError,
-        ConfigError,
-        ExpressionError,
-        FileNotFoundError,
-        ImageInputError,
-    ) as error:
-        print(f"risam {args.command}: error: {error}", file=sys.stderr)
+    except (InputError, OSError) as error:
+        print(f"risam {args.command}: error: {terminal_safe(_one_line(error))}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"risam {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if os.environ.get("RISAM_TRACEBACK"):
+            raise
+        message = f"{type(error).__name__}: {error}"
+        print(
+            f"risam {args.command}: internal error: {terminal_safe(message)} "
+            "(rerun with RISAM_TRACEBACK=1 for the traceback, and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(error: Exception) -> str:
+    """The message of ``error``; for an OSError, its file and the reason (``x.png: Permission denied``)."""
+    if isinstance(error, OSError) and error.strerror:
+        names = [str(name) for name in (error.filename, error.filename2) if name is not None]
+        return f"{' -> '.join(names)}: {error.strerror}" if names else error.strerror
+    return str(error)
 
 
 if __name__ == "__main__":

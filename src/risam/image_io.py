@@ -8,15 +8,18 @@ be right; no input leaves a traceback from deep inside Pillow.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from risam.errors import InputError
+
 MAX_PIXELS = 50_000_000
 
 
-class ImageInputError(ValueError):
+class ImageInputError(InputError):
     """An image cannot be used; the message says why and what is accepted."""
 
 
@@ -26,10 +29,11 @@ ImageSource = str | os.PathLike | Image.Image | np.ndarray
 def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, name: str | None = None) -> Image.Image:
     """An RGB image from a path, a PIL image or an H x W x 3 (or H x W) uint8 array.
 
-    Paths are checked against ``max_pixels`` from the header, before the pixels are decoded.
-    16-bit images are scaled to 8 bits, alpha is dropped (composited on white), CMYK and
-    palette images are converted, EXIF orientation is applied. ``name`` names the input in
-    errors (defaults to the path).
+    Paths are checked against ``max_pixels`` from the header, before the pixels are decoded
+    (a header declaring a decompression bomb is refused the same way). 16-bit images are
+    scaled from their full range (0-65535) to 8 bits, whatever values they hold; alpha is
+    dropped (composited on white), CMYK and palette images are converted, EXIF orientation
+    is applied. ``name`` names the input in errors (defaults to the path).
     """
     if isinstance(source, np.ndarray):
         return _from_array(source, name or "the array")
@@ -39,17 +43,36 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, name: str | No
         return _to_rgb(ImageOps.exif_transpose(source), label)
     path = Path(source)
     label = name or str(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise ImageInputError(f"{label}: is a folder, not an image file")
+    if not path.exists():
         raise ImageInputError(f"{label}: no such file")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image_file = Image.open(path)
+    except PermissionError as error:
+        raise ImageInputError(f"{label}: cannot read the file (permission denied)") from error
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise ImageInputError(
+            f"{label}: the header declares more pixels than Pillow decodes safely, over the limit of "
+            f"{max_pixels:,} pixels (a decompression bomb, or an image too large to segment)"
+        ) from error
+    except UnidentifiedImageError as error:
+        raise ImageInputError(f"{label}: not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, GIF)") from error
+    except OSError as error:
+        if error.errno is not None:
+            raise ImageInputError(f"{label}: cannot read the file ({error.strerror})") from error
+        raise ImageInputError(f"{label}: the image data is damaged or truncated ({error})") from error
+    except (SyntaxError, ValueError) as error:
+        raise ImageInputError(f"{label}: the image data is damaged or truncated ({error})") from error
+    try:
+        with image_file as image:
             _check_size(image, label, max_pixels)
             image.load()
             return _to_rgb(ImageOps.exif_transpose(image), label)
     except ImageInputError:
         raise
-    except UnidentifiedImageError as error:
-        raise ImageInputError(f"{label}: not an image Pillow can read (PNG, JPEG, WebP, BMP, TIFF, GIF)") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageInputError(f"{label}: the image data is damaged or truncated ({error})") from error
 
@@ -66,9 +89,8 @@ def _check_size(image: Image.Image, label: str, max_pixels: int) -> None:
 
 def _to_rgb(image: Image.Image, label: str) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        pixels = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if pixels.max() > 255 else 255.0
-        return Image.fromarray((pixels / top * 255).round().clip(0, 255).astype(np.uint8)).convert("RGB")
+        pixels = np.asarray(image, dtype=np.float32)
+        return Image.fromarray((pixels * (255 / 65535)).round().clip(0, 255).astype(np.uint8)).convert("RGB")
     if image.mode == "F":
         pixels = np.asarray(image, dtype=np.float64)
         return Image.fromarray((pixels.clip(0, 1) * 255).round().astype(np.uint8)).convert("RGB")

@@ -2,7 +2,9 @@
 
 In the spirit of segment-anything's ``SamPredictor``: :meth:`set_image` runs the frozen image
 encoder and Feature Enhancement once and caches F_v; :meth:`predict` then runs only the text
-encoder, the Mutual-Aware Attention blocks and the decoder.
+encoder, the Mutual-Aware Attention blocks and the decoder, on chunks of ``expression_chunk``
+expressions, and keeps each result as a boolean mask at the original resolution (no float map of
+the image is kept), so memory grows with the expressions only by H x W bytes each.
 """
 
 from __future__ import annotations
@@ -15,31 +17,55 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from risam.data.transforms import postprocess_logits, preprocess_image
+from risam.data.transforms import logits_to_masks, preprocess_image
+from risam.errors import InputError
 from risam.image_io import MAX_PIXELS, ImageSource, load_image
 from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.risam import RISAM
 from risam.registry import create_model
 
+MAX_EXPRESSIONS = 100  # expressions per predict call (risam segment); the demo has its own smaller bound
+EXPRESSION_CHUNK = 8  # expressions decoded together
 
-class ExpressionError(ValueError):
-    """An expression cannot be segmented (for example, it is empty)."""
+
+class ExpressionError(InputError):
+    """An expression cannot be segmented (for example, it is empty), or there are too many."""
+
+
+def check_expressions(texts: Sequence[str], limit: int = MAX_EXPRESSIONS) -> None:
+    """ExpressionError unless ``texts`` holds 1 to ``limit`` non-blank strings."""
+    if not texts:
+        raise ExpressionError("no expression given")
+    if len(texts) > limit:
+        raise ExpressionError(f"{len(texts)} expressions given; at most {limit} are segmented per request")
+    for item in texts:
+        if not isinstance(item, str) or not item.strip():
+            raise ExpressionError(f"expression {item!r} is empty; describe the region to segment")
 
 
 @dataclass
 class Prediction:
     """One expression's result at the original image resolution.
 
-    mask: H x W bool. probability: H x W float32 in [0, 1]. score: the mean probability inside
-    the mask (0 for an empty mask). bbox: (x0, y0, x1, y1) of the mask, inclusive pixel
-    coordinates, or None when the mask is empty.
+    mask: H x W bool. score: the mean sigmoid probability inside the mask (0 for an empty mask).
+    bbox: (x0, y0, x1, y1) of the mask, inclusive pixel coordinates, or None when the mask is empty.
+    No probability map is kept: at the original resolution it would take 4 bytes per pixel per expression.
     """
 
     text: str
     mask: np.ndarray
-    probability: np.ndarray
     score: float
     bbox: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """What :meth:`RISAMPredictor.encode` computes for an image: features F_v (1 x C x S/16 x S/16),
+    the (H, W) masks are produced at (the image's size) and the (h, w) of its content in the S x S input."""
+
+    visual: torch.Tensor
+    original_size: tuple[int, int]
+    resized_size: tuple[int, int]
 
 
 def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -52,12 +78,28 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 
 
 class RISAMPredictor:
-    """Segment expressions in one image at a time with a RISAM model."""
+    """Segment expressions in one image at a time with a RISAM model.
 
-    def __init__(self, model: RISAM, threshold: float = 0.35, max_pixels: int = MAX_PIXELS) -> None:
+    The image state (``visual``, ``original_size``, ``resized_size``) is shared: callers in several
+    threads hold one lock around :meth:`set_image` (or :meth:`set_encoded`) and the predictions on it.
+    :meth:`encode` changes no state and may run outside that lock.
+    """
+
+    def __init__(
+        self,
+        model: RISAM,
+        threshold: float = 0.35,
+        max_pixels: int = MAX_PIXELS,
+        max_expressions: int = MAX_EXPRESSIONS,
+        expression_chunk: int = EXPRESSION_CHUNK,
+    ) -> None:
+        if not 0 < threshold < 1:
+            raise InputError(f"threshold={threshold}: must be a probability strictly between 0 and 1")
         self.model = model.eval()
         self.threshold = threshold
         self.max_pixels = max_pixels
+        self.max_expressions = max_expressions
+        self.expression_chunk = expression_chunk
         self.device = next(model.parameters()).device
         self.visual: torch.Tensor | None = None
         self.original_size: tuple[int, int] | None = None
@@ -85,16 +127,26 @@ class RISAMPredictor:
         return cls(model.store_frozen_encoders(encoder_dtype), threshold=threshold)
 
     @torch.no_grad()
-    def set_image(self, image: ImageSource) -> None:
-        """Encode ``image`` (a path, PIL image or H x W x 3 uint8 RGB array) and cache its features."""
+    def encode(self, image: ImageSource) -> EncodedImage:
+        """The features of ``image`` (a path, PIL image or H x W x 3 uint8 RGB array); no state changes."""
         rgb = load_image(image, max_pixels=self.max_pixels)
         config = self.model.image_encoder.config
-        tensor, self.resized_size = preprocess_image(rgb, config.img_size, config.pixel_mean, config.pixel_std)
-        self.original_size = (rgb.height, rgb.width)
-        self.visual = self.model.encode_image(tensor[None].to(self.device))
+        tensor, resized = preprocess_image(rgb, config.img_size, config.pixel_mean, config.pixel_std)
+        return EncodedImage(self.model.encode_image(tensor[None].to(self.device)), (rgb.height, rgb.width), resized)
+
+    def set_encoded(self, encoded: EncodedImage) -> None:
+        """Make ``encoded`` the image that :meth:`predict` segments."""
+        self.visual, self.original_size, self.resized_size = encoded.visual, encoded.original_size, encoded.resized_size
+
+    def set_image(self, image: ImageSource) -> None:
+        """Encode ``image`` (a path, PIL image or H x W x 3 uint8 RGB array) and cache its features."""
+        self.set_encoded(self.encode(image))
 
     def predict(self, text: str | Sequence[str]) -> Prediction | list[Prediction]:
-        """Segment one expression (returns a Prediction) or several (returns a list)."""
+        """Segment one expression (returns a Prediction) or several (returns a list).
+
+        ExpressionError for a blank expression or more than ``max_expressions`` of them.
+        """
         texts = [text] if isinstance(text, str) else list(text)
         predictions, _, _ = self._segment(texts, return_attention=False)
         return predictions[0] if isinstance(text, str) else predictions
@@ -105,18 +157,31 @@ class RISAMPredictor:
         predictions, attention, tokens = self._segment([text], return_attention=True)
         return predictions[0], attention, tokens[0]
 
-    @torch.no_grad()
     def _segment(
         self, texts: list[str], return_attention: bool
     ) -> tuple[list[Prediction], list[MutualAttentionOutput], torch.Tensor]:
+        """Predictions for ``texts`` (decoded ``expression_chunk`` at a time), the MA blocks' outputs of
+        the last chunk when ``return_attention`` (asked for one expression), and the token ids, N x L."""
         if self.visual is None:
             raise RuntimeError("call set_image(image) before predict(text)")
-        if not texts:
-            raise ExpressionError("no expression given")
-        for item in texts:
-            if not isinstance(item, str) or not item.strip():
-                raise ExpressionError(f"expression {item!r} is empty; describe the region to segment")
-        tokens = self.tokenize(texts)
+        check_expressions(texts, self.max_expressions)
+        results: list[Prediction] = []
+        attention: list[MutualAttentionOutput] = []
+        token_chunks = []
+        for start in range(0, len(texts), self.expression_chunk):
+            chunk = texts[start : start + self.expression_chunk]
+            tokens = self.tokenize(chunk, stacklevel=4)  # the warning points at the caller of predict
+            predictions, attention = self._decode(chunk, tokens, return_attention)
+            results.extend(predictions)
+            token_chunks.append(tokens)
+        return results, attention, torch.cat(token_chunks)
+
+    @torch.no_grad()
+    def _decode(
+        self, texts: list[str], tokens: torch.Tensor, return_attention: bool
+    ) -> tuple[list[Prediction], list[MutualAttentionOutput]]:
+        """Predictions for one chunk of N ``texts`` with token ids ``tokens`` (N x L) on the image set,
+        and with ``return_attention`` every MA block's outputs."""
         features, padding = self.model.encode_text(tokens.to(self.device))
         visual = self.visual.expand(len(texts), -1, -1, -1)
         attention: list[MutualAttentionOutput] = []
@@ -125,21 +190,19 @@ class RISAMPredictor:
         else:
             logits = self.model.decode(visual, features, padding)
         size = self.model.image_encoder.config.img_size
-        results = []
-        for item, row in zip(texts, logits.float().cpu(), strict=True):
-            probability = torch.sigmoid(postprocess_logits(row, size, self.resized_size, self.original_size)).numpy()
-            mask = probability > self.threshold
-            score = float(probability[mask].mean()) if mask.any() else 0.0
-            results.append(Prediction(item, mask, probability.astype(np.float32), score, mask_bbox(mask)))
-        return results, attention, tokens
+        masks, scores = logits_to_masks(logits, size, self.resized_size, self.original_size, self.threshold)
+        rows = zip(texts, masks, scores, strict=True)
+        return [Prediction(item, mask, float(score), mask_bbox(mask)) for item, mask, score in rows], attention
 
-    def tokenize(self, texts: list[str]) -> torch.Tensor:
-        """Token ids, warning about expressions longer than the model reads (they are truncated)."""
+    def tokenize(self, texts: list[str], stacklevel: int = 2) -> torch.Tensor:
+        """Token ids, N x L, warning about expressions longer than the model reads (they are truncated);
+        the warning points ``stacklevel`` frames up (2: the caller of this method)."""
         encoder = self.model.text_encoder
         limit = encoder.config.max_words
         for item, length in zip(texts, encoder.token_counts(texts), strict=True):
             if length > limit:
                 warnings.warn(
-                    f"expression of {length} tokens truncated to the model's {limit}: {item[:60]!r}...", stacklevel=3
+                    f"expression of {length} tokens truncated to the model's {limit}: {item[:60]!r}...",
+                    stacklevel=stacklevel,
                 )
         return encoder.tokenize(texts)

@@ -6,7 +6,6 @@ CLIP do in the paper) and only the head trains, on their outputs computed once p
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from risam.engine.config import ExperimentConfig, load_config
 from risam.engine.evaluator import predict_masks, run_evaluation
 from risam.engine.experiment import build_dataset
 from risam.engine.trainer import train
+from risam.files import atomic_write_json
 from risam.registry import create_model
 from risam.viz import prediction_panel
 
@@ -31,7 +31,7 @@ def quickstart(out: str | os.PathLike, num_images: int = 1000, seed: int = 0, ov
     out = Path(out)
     data_root = out / "data"
     summary = generate_refshapes(data_root, num_images=num_images, seed=seed, progress=True)
-    (out / "data_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "data_summary.json", summary)
     config = load_config(
         "refshapes_tiny", [f"data.root={data_root}", f"train.output_dir={out / 'run'}", f"train.seed={seed}"]
     )

@@ -131,7 +131,7 @@ def list_models() -> list[str]:
 def get_config(name: str, overrides: Mapping[str, Any] | None = None) -> RISAMConfig:
     """The config registered as ``name``, with dotted-key ``overrides`` (e.g. {"head.tau": 0.3})."""
     if name not in _MODELS:
-        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     return _MODELS[name]().replace(**dict(overrides or {}))
 
 
@@ -159,10 +159,10 @@ def create_model(
     """
     if checkpoint is not None:
         if overrides:
-            raise ValueError("overrides cannot change the architecture stored in a checkpoint")
+            raise ConfigError("overrides cannot change the architecture stored in a checkpoint")
         config, state_dict = load_weights(checkpoint)
         if name is not None and name != config.name:
-            raise ValueError(f"{checkpoint} holds a {config.name!r} model, not {name!r}")
+            raise ConfigError(f"{checkpoint} holds a {config.name!r} model, not {name!r}")
     elif name is None:
         raise ValueError("create_model needs a model name or a checkpoint")
     else:

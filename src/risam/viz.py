@@ -79,20 +79,49 @@ def _dilate(mask: np.ndarray, steps: int) -> np.ndarray:
     return mask
 
 
+def shrink_to(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` scaled down (bilinear, after an integer box reduction for speed) so that its long side
+    is at most ``max_side``; the image itself when it already fits."""
+    if max(image.size) <= max_side:
+        return image
+    size = fit_size(image.width, image.height, (max_side, max_side))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def _resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An H x W bool ``mask`` at height x width, nearest-neighbour (pixel centres); itself if it has that shape."""
+    if mask.shape == (height, width):
+        return mask
+    rows = ((np.arange(height) + 0.5) * (mask.shape[0] / height)).astype(np.int64)
+    cols = ((np.arange(width) + 0.5) * (mask.shape[1] / width)).astype(np.int64)
+    return mask[rows[:, None], cols]
+
+
 def overlay_mask(
     image: Image.Image,
     mask: np.ndarray,
     color: tuple[int, int, int] = PREDICTION_COLOR,
     alpha: float = 0.5,
     thickness: int = 1,
+    max_side: int | None = None,
 ) -> Image.Image:
-    """``image`` with the H x W bool ``mask`` tinted in ``color`` and outlined ``thickness`` pixels inside its edge."""
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
-    tint = np.array(color, dtype=np.float32)
-    out = base.copy()
-    out[mask] = (1 - alpha) * base[mask] + alpha * tint
-    out[mask & ~_erode(mask, thickness)] = tint
-    return Image.fromarray(out.round().astype(np.uint8))
+    """``image`` with the bool ``mask`` tinted in ``color`` and outlined ``thickness`` pixels inside its edge.
+
+    The picture is ``image`` (RGB), first shrunk with :func:`shrink_to` when ``max_side`` is given and
+    its long side is longer. ``mask`` is H x W at the picture's size or at another size of the same
+    aspect (a full-resolution mask over a shrunk image): it is then resized nearest-neighbour. The
+    blend runs in uint8 through a lookup table (the values of the float blend, rounded), so a large
+    image is never copied as floats.
+    """
+    picture = image if image.mode == "RGB" else image.convert("RGB")
+    if max_side is not None:
+        picture = shrink_to(picture, max_side)
+    mask = _resize_mask(mask, picture.height, picture.width)
+    levels = np.arange(256, dtype=np.float32)
+    table = [np.round((1 - alpha) * levels + alpha * np.float32(value)).astype(np.uint8) for value in color]
+    tinted = Image.composite(picture.point(np.concatenate(table).tolist()), picture, Image.fromarray(mask))
+    tinted.paste(color, mask=Image.fromarray(mask & ~_erode(mask, thickness)))
+    return tinted
 
 
 def outline_mask(

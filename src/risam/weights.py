@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import safetensors
@@ -21,6 +19,7 @@ import torch
 
 from risam import __version__
 from risam.configs import ConfigError, RISAMConfig
+from risam.files import atomic_write, readable_file
 from risam.modeling.state_dict import CheckpointError
 
 WEIGHTS_FORMAT = "risam.weights/1"
@@ -30,21 +29,16 @@ ENCODERS_FORMAT = "risam.encoders/1"
 def atomic_save_safetensors(
     tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]
 ) -> None:
-    """Write a safetensors file at ``path`` through a temporary file and a rename, with the process umask."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a safetensors file at ``path`` with :func:`risam.files.atomic_write`: never a half-written file,
+    permissions from the umask.
+
+    The file is serialised in memory first: ``safetensors.torch.save_file`` would write through a
+    temporary file of its own (``.tmpXXXXXX``), which a kill would leave behind.
+    """
     tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        safetensors.torch.save_file(tensors, temp_name, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_name, 0o666 & ~umask)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], config: RISAMConfig, path: str | os.PathLike) -> None:
@@ -60,9 +54,7 @@ def save_weights(state_dict: dict[str, torch.Tensor], config: RISAMConfig, path:
 def _metadata(path: str | os.PathLike, expected_format: str, what: str) -> dict[str, str]:
     """The metadata of a safetensors file of ours; CheckpointError unless its ``format`` is ``expected_format``
     and it holds a ``config``. ``what`` names the kind of file in messages."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} not found: {path}")
+    path = readable_file(path, what)
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -86,10 +78,25 @@ def read_config(path: str | os.PathLike) -> RISAMConfig:
         raise CheckpointError(f"{path}: metadata key 'config' is not a valid RISAM config: {error}") from error
 
 
+def _finite_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (on the CPU); CheckpointError, in one line naming the file and the
+    first offending keys, if a floating-point tensor holds NaN or inf."""
+    tensors = safetensors.torch.load_file(str(path), device="cpu")
+    bad = [key for key, value in tensors.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        tensor_holds = "1 tensor holds" if len(bad) == 1 else f"{len(bad)} tensors hold"
+        raise CheckpointError(
+            f"{path}: {tensor_holds} NaN or inf values ({shown}); the file is damaged or came from a diverged run"
+        )
+    return tensors
+
+
 def load_weights(path: str | os.PathLike) -> tuple[RISAMConfig, dict[str, torch.Tensor]]:
-    """The config and the trainable state dict of a RISAM weights file (on the CPU)."""
+    """The config and the trainable state dict of a RISAM weights file (on the CPU); CheckpointError if a
+    floating-point tensor holds NaN or inf."""
     config = read_config(path)
-    return config, safetensors.torch.load_file(str(path), device="cpu")
+    return config, _finite_tensors(path)
 
 
 def encoder_architecture(config: Any) -> dict[str, Any]:
@@ -100,13 +107,14 @@ def encoder_architecture(config: Any) -> dict[str, Any]:
 
 
 def load_encoders(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], dict[str, torch.Tensor]]:
-    """An encoders file (``risam pretrain-tiny``): its recorded architecture per encoder and its tensors."""
+    """An encoders file (``risam pretrain-tiny``): its recorded architecture per encoder and its tensors;
+    CheckpointError if a floating-point tensor holds NaN or inf."""
     metadata = _metadata(path, ENCODERS_FORMAT, "encoders file")
     try:
         sections = json.loads(metadata["config"])
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{path}: metadata key 'config' is not JSON: {error}") from error
-    return sections, safetensors.torch.load_file(str(path), device="cpu")
+    return sections, _finite_tensors(path)
 
 
 def encoders_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -7,8 +7,10 @@ import types
 import typing
 from typing import Any, Literal
 
+from risam.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A config value or key is wrong; the message names it and what would be right."""
 
 

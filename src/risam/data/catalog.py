@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from risam.configs.parse import ConfigError
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -72,7 +74,7 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def dataset_spec(name: str) -> DatasetSpec:
-    """The spec of dataset ``name``; unknown names raise KeyError listing the known ones."""
+    """The spec of dataset ``name``; unknown names raise ConfigError listing the known ones."""
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
     return DATASETS[name]

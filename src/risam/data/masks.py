@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from risam.errors import InputError
 
-class AnnotationError(ValueError):
+
+class AnnotationError(InputError):
     """An annotation is malformed; the message names the file and the key or id."""
 
 

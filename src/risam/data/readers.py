@@ -39,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from risam.configs.parse import ConfigError
 from risam.data.catalog import DatasetSpec, dataset_spec
 from risam.data.masks import AnnotationError
 from risam.data.records import Expression, ImageRecord, ReferSplit
@@ -65,7 +66,7 @@ def load_split(
     """
     spec = dataset_spec(dataset)
     if split not in spec.splits:
-        raise ValueError(f"unknown split {split!r} of dataset {dataset!r}; known splits: {', '.join(spec.splits)}")
+        raise ConfigError(f"unknown split {split!r} of dataset {dataset!r}; known splits: {', '.join(spec.splits)}")
     root = Path(root)
     image_dir = Path(image_root) if image_root is not None else root / spec.image_dir
     if spec.kind == "phrasecut":

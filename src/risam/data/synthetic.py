@@ -69,6 +69,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from risam.configs.parse import ConfigError
 from risam.data.catalog import dataset_spec
 from risam.data.masks import decode_segmentation, encode_mask
 from risam.data.readers import load_split
@@ -287,9 +288,9 @@ def _related(shape: Shape, anchor: Shape, relation: str, margin: float) -> bool 
 def refshapes_scenes(num_images: int, seed: int, expressions_per_image: int = 7) -> Iterator[Scene]:
     """The scenes :func:`generate_refshapes` writes, in image id order, built in memory."""
     if num_images < len(SPLITS):
-        raise ValueError(f"num_images must be at least {len(SPLITS)} (one image per split), got {num_images}")
+        raise ConfigError(f"num_images must be at least {len(SPLITS)} (one image per split), got {num_images}")
     if not 1 <= expressions_per_image <= ID_STRIDE // 4:
-        raise ValueError(f"expressions_per_image must be in 1..{ID_STRIDE // 4}, got {expressions_per_image}")
+        raise ConfigError(f"expressions_per_image must be in 1..{ID_STRIDE // 4}, got {expressions_per_image}")
     splits = _assign_splits(num_images, seed)
     for index, split in enumerate(splits):
         yield _make_scene(seed, index + 1, split, expressions_per_image)

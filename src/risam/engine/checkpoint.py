@@ -4,37 +4,30 @@ A training checkpoint is a torch file of plain containers and tensors (readable 
 ``weights_only=True``): the experiment config, the trainable weights, the optimizer state,
 the data position (epoch, step within it), the RNG states and the best score so far.
 The weights alone, for ``risam evaluate`` and the predictor, go to safetensors files
-(:func:`risam.weights.save_weights`).
+(:func:`risam.weights.save_weights`). Both are written with :func:`risam.files.atomic_path`.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from risam.files import atomic_path
 from risam.modeling.state_dict import CheckpointError, torch_load_weights_only
 
 TRAINING_FORMAT = "risam.training/1"
 
 
 def save_training_state(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        torch.save({"format": TRAINING_FORMAT, **state}, temp_name)
-        os.replace(temp_name, path)
-    finally:
-        if os.path.exists(temp_name):
-            os.unlink(temp_name)
+    """``torch.save`` ``state`` to ``path`` through :func:`risam.files.atomic_path`: never a half-written file,
+    permissions from the umask."""
+    with atomic_path(path) as temporary:
+        torch.save({"format": TRAINING_FORMAT, **state}, temporary)
 
 
 def load_training_state(path: str | os.PathLike) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from risam.configs.parse import ConfigError, dataclass_from_dict, set_dotted
+from risam.files import atomic_write
 
 
 @dataclass
@@ -147,11 +148,36 @@ def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise ConfigError(f"{name_or_path}: is a folder; give an experiment YAML file or a shipped name")
     shipped = EXPERIMENTS_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
     if shipped.is_file():
         return shipped
     names = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
     raise FileNotFoundError(f"config file not found: {name_or_path}; shipped experiments: {', '.join(names)}")
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    """``text`` as YAML (safe: tags such as ``!!python/object`` are refused, never run), or
+    ConfigError naming ``source`` and the line and column of the problem."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from error
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML document in the file ``path``, which must be UTF-8 text."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); save the config as UTF-8") from error
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config ({error.strerror or error})") from error
+    return _parse_yaml(text, str(path))
 
 
 def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
@@ -165,8 +191,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     if path is not None:
         path = resolve_config_path(path)
         source = str(path)
-        with open(path) as handle:
-            loaded = yaml.safe_load(handle)
+        loaded = _read_yaml(path)
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
         data = loaded or {}
@@ -174,11 +199,11 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
         key, separator, raw = item.partition("=")
         if not separator or not key:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. optim.lr=1e-4")
-        set_dotted(data, key, yaml.safe_load(raw) if raw else None)
+        set_dotted(data, key, _parse_yaml(raw, f"--set {item}") if raw else None)
     return ExperimentConfig.from_dict(data, source=source)
 
 
 def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
-    """Write ``config`` as YAML."""
-    with open(path, "w") as handle:
+    """Write ``config`` as YAML, atomically (:func:`risam.files.atomic_write`)."""
+    with atomic_write(path, "w") as handle:
         yaml.safe_dump(config.to_dict(), handle, sort_keys=False)

@@ -5,7 +5,6 @@ RefShapes evaluations also report the proof-of-reading metrics of :mod:`risam.gr
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from risam.data.transforms import postprocess_logits
 from risam.engine.config import ExperimentConfig
 from risam.engine.distributed import init_distributed
 from risam.engine.experiment import build_dataset, place_model
+from risam.files import atomic_write_json, atomic_write_text
 from risam.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
 from risam.metrics import MetricAccumulator, results_table
 from risam.modeling.risam import RISAM
@@ -129,7 +129,7 @@ def run_evaluation(
 
 
 def write_results(results: dict[str, Any], path: Path) -> None:
-    """``results`` as JSON at ``path`` and as a markdown table at ``path`` with suffix ``.md``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
-    path.with_suffix(".md").write_text(results_table(results) + "\n")
+    """``results`` as JSON at ``path`` and as a markdown table at ``path`` with suffix ``.md``, each written
+    atomically (:mod:`risam.files`)."""
+    atomic_write_json(path, results)
+    atomic_write_text(path.with_suffix(".md"), results_table(results) + "\n")

@@ -1,25 +1,81 @@
-"""Training logs: CSV files and TensorBoard, written by rank 0."""
+"""Training logs: CSV files and TensorBoard, written by rank 0.
+
+A resumed run first calls :meth:`TrainingLogger.truncate_after`, so that the rows and TensorBoard
+events of the steps the killed run logged after its last checkpoint are not there twice.
+"""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 
+from risam.files import atomic_write
+
+
+def _keep_rows(path: Path, keep: Callable[[dict[str, str]], bool]) -> None:
+    """Rewrite the CSV file ``path`` (atomically) with its header and the complete rows, as dicts of strings,
+    for which ``keep(row)`` is true; nothing if ``path`` does not exist."""
+    if not path.is_file():
+        return
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    header = rows[0]
+    kept = [row for row in rows[1:] if len(row) == len(header) and keep(dict(zip(header, row, strict=True)))]
+    with atomic_write(path, "w") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(kept)
+
+
+def _at_most(value: str, limit: int) -> bool:
+    """Whether the CSV cell ``value`` is an integer <= ``limit`` (False for anything else: a torn row)."""
+    try:
+        return int(value) <= limit
+    except ValueError:
+        return False
+
 
 class TrainingLogger:
-    """Appends rows to ``train.csv`` / ``eval.csv`` and scalars to TensorBoard under ``output_dir``."""
+    """Appends rows to ``train.csv`` / ``eval.csv`` and scalars to TensorBoard under ``output_dir``.
+
+    TensorBoard's event file is opened at the first scalar (or by :meth:`truncate_after`).
+    """
 
     def __init__(self, output_dir: Path) -> None:
         self.output_dir = output_dir
-        self.writer = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
+        self._writer: SummaryWriter | None = None
+
+    @property
+    def writer(self) -> SummaryWriter:
+        """TensorBoard's writer, opened on first use."""
+        if self._writer is None:
+            self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"))
+        return self._writer
+
+    def truncate_after(self, step: int, epoch: int) -> None:
+        """Forget what was logged after a checkpoint at global ``step`` with ``epoch`` epochs finished: keep the
+        ``train.csv`` rows of steps <= ``step`` and the ``eval.csv`` rows of steps <= ``step`` and epochs <= ``epoch``
+        (both files rewritten atomically), and have TensorBoard drop the earlier events of steps > ``step``
+        (``purge_step``). Call it before logging anything."""
+        if self._writer is not None:
+            raise RuntimeError("TrainingLogger.truncate_after must come before the first scalar")
+        _keep_rows(self.output_dir / "train.csv", lambda row: _at_most(row["step"], step))
+        _keep_rows(
+            self.output_dir / "eval.csv",
+            lambda row: _at_most(row["step"], step) and _at_most(row["epoch"], epoch),
+        )
+        self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"), purge_step=step + 1)
 
     def _append(self, name: str, row: dict[str, Any]) -> None:
         path = self.output_dir / name
         new = not path.exists()
-        with open(path, "a", newline="") as handle:
+        with open(path, "a", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row))
             if new:
                 writer.writeheader()
@@ -41,5 +97,6 @@ class TrainingLogger:
         self.writer.flush()
 
     def close(self) -> None:
-        """Flush and close TensorBoard's files."""
-        self.writer.close()
+        """Flush and close TensorBoard's files (if opened)."""
+        if self._writer is not None:
+            self._writer.close()

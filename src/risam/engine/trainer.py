@@ -36,6 +36,7 @@ from risam.engine.evaluator import evaluate_model
 from risam.engine.experiment import build_dataset, build_experiment_model, place_model
 from risam.engine.feature_cache import CachedBatch, FeatureCache
 from risam.engine.logger import TrainingLogger
+from risam.files import remove_stale_temporaries
 from risam.losses import risam_loss
 from risam.registry import get_config
 from risam.weights import save_weights
@@ -142,7 +143,11 @@ class Trainer:
         self.logger = TrainingLogger(self.output_dir) if self.context.is_main else None
 
     def resume(self) -> None:
-        """Continue from ``checkpoints/last.pt``: weights, optimizer, data position, RNG states."""
+        """Continue from ``checkpoints/last.pt``: weights, optimizer, data position, RNG states.
+
+        Rank 0 also removes the temporary files of writes a kill interrupted (checkpoint and output folders)
+        and drops what was logged after the checkpoint (:meth:`TrainingLogger.truncate_after`).
+        """
         path = self.checkpoint_dir / "last.pt"
         if not path.is_file():
             raise FileNotFoundError(f"--resume: no training checkpoint at {path}")
@@ -155,6 +160,11 @@ class Trainer:
         self.global_step, self.best_iou = state["global_step"], state["best_iou"]
         rng_states = state["rng"]
         set_rng_state(rng_states[self.context.rank % len(rng_states)])
+        if self.context.is_main:
+            remove_stale_temporaries(self.checkpoint_dir)
+            remove_stale_temporaries(self.output_dir)
+        if self.logger:
+            self.logger.truncate_after(self.global_step, self.epoch)
 
     def save(self) -> None:
         """Write ``last.pt`` and ``last.safetensors`` (rank 0), atomically."""

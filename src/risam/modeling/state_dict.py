@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from risam.errors import InputError
+from risam.files import readable_file
 
-class CheckpointError(ValueError):
+
+class CheckpointError(InputError):
     """A checkpoint file does not fit the model; the message names the file and the keys."""
 
 
@@ -53,16 +57,48 @@ def _shorten(items: list[str], limit: int = 12) -> str:
     return shown if len(items) <= limit else f"{shown}, ... ({len(items) - limit} more)"
 
 
+def is_torchscript_archive(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive: a zip holding ``<root>/constants.pkl``.
+
+    That is how torch tells them from torch.save zips, and ``torch.load`` hands them to
+    ``torch.jit.load`` (before torch 2.6 even with ``weights_only=True``), which runs the code
+    they hold.
+    """
+    names = _zip_names(path)
+    return names is not None and any(name.split("/", 1)[-1] == "constants.pkl" for name in names)
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    """The entries of the zip archive at ``path``; None if :mod:`zipfile` cannot list them."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        return None
+
+
 def torch_load_weights_only(path: Path, expected: str) -> object:
     """``torch.load(path, weights_only=True)`` on the CPU, with errors that name the file.
 
     Bytes that are not a checkpoint fail inside torch's unpickler in many ways
     (UnpicklingError, RuntimeError, EOFError, KeyError, ...), and ``weights_only`` refuses
     pickled objects other than tensors and containers: all become a CheckpointError that
-    names ``path`` and says what was ``expected``. A missing file is a FileNotFoundError.
+    names ``path`` and says what was ``expected``. TorchScript archives, which run their code
+    when loaded, never reach torch: neither does a file that starts like a zip (as torch
+    checks) but that :mod:`zipfile` cannot list, in which torch's own zip reader might still
+    find one. A missing file is a FileNotFoundError; a folder or an unreadable file an InputError.
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} ({expected})")
+    path = readable_file(path, "checkpoint")
+    if is_torchscript_archive(path):
+        raise CheckpointError(
+            f"{path} is a TorchScript archive, which runs its own code when loaded; refused, nothing in it was run; "
+            f"{expected}"
+        )
+    with path.open("rb") as file:
+        if file.read(4) == b"PK\x03\x04" and _zip_names(path) is None:
+            raise CheckpointError(
+                f"{path} could not be read as a checkpoint (a damaged zip archive, not handed to torch); {expected}"
+            )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except OSError:

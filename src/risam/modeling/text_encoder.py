@@ -6,14 +6,17 @@ causal mask, which does not fit the shorter RIS sequences, and pools).
 
 Weights come from OpenAI's CLIP files (``ViT-B-16.pt``: TorchScript archives of the whole
 model) or open_clip checkpoints (``.safetensors``, ``.bin``, ``.pt`` state dicts). Both use
-OpenAI's key names; only the text tower's keys are kept.
+OpenAI's key names; only the text tower's keys are kept. No code in these files runs: the
+TorchScript archives are read by :mod:`risam.modeling.torchscript_reader`, not torch.jit, and
+one that needs its code to be read is refused; :func:`convert_clip_checkpoint` with
+``run_torchscript=True`` is the explicit, one-time way to turn such a file into safetensors.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-import zipfile
+import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,7 +27,15 @@ from open_clip.transformer import QuickGELU, TextTransformer
 from torch import Tensor, nn
 
 from risam.configs.model import TextEncoderConfig
-from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
+from risam.files import readable_file
+from risam.modeling.state_dict import (
+    CheckpointError,
+    is_torchscript_archive,
+    load_state_dict_strict,
+    torch_load_weights_only,
+)
+from risam.modeling.torchscript_reader import TorchScriptCodeRefused, read_torchscript_state_dict
+from risam.weights import atomic_save_safetensors
 
 PAD_ID = 0
 _TEXT_TOWER_KEYS = ("positional_embedding", "text_projection")
@@ -33,6 +44,7 @@ _EXPECTED_FILES = (
     "expected an OpenAI CLIP .pt file (TorchScript archive) or an open_clip checkpoint "
     "(.safetensors, or a .bin/.pt/.pth state dict)"
 )
+TEXT_TOWER_FORMAT = "risam.clip_text_tower/1"
 
 
 @functools.lru_cache(maxsize=1)
@@ -115,31 +127,58 @@ class ClipTextEncoder(nn.Module):
         return x, tokens == PAD_ID
 
     def load_clip_checkpoint(self, path: str | os.PathLike) -> None:
-        """Load the text tower of a local CLIP checkpoint, strictly.
+        """Load the text tower of a local CLIP checkpoint, strictly, without running code from the file.
 
         Accepted: OpenAI's ``.pt`` files (TorchScript archives, or plain state dicts) and
         open_clip checkpoints (``.safetensors``; ``.bin``/``.pt``/``.pth`` state dicts,
         possibly under ``"state_dict"`` with a ``module.`` prefix, as open_clip's training
-        saves them). Pickles are read with ``weights_only=True``. The vision tower and the
-        other non-text keys are dropped; the text keys must fit exactly, otherwise
-        CheckpointError names the file and the keys.
+        saves them). TorchScript archives are read by
+        :func:`~risam.modeling.torchscript_reader.read_torchscript_state_dict`, never
+        torch.jit; one that needs its own code to be read is refused with a CheckpointError
+        naming ``risam convert-clip ... --run-torchscript``, the explicit opt-in. Pickles are
+        read with ``weights_only=True``. The vision tower and the other non-text keys are
+        dropped; the text keys must fit exactly, otherwise CheckpointError names the file and
+        the keys.
         """
         path = Path(path)
         load_state_dict_strict(self.model, _read_text_tower(path), source=str(path))
 
 
-def _read_text_tower(path: Path) -> dict[str, Tensor]:
-    """The text-tower tensors of the CLIP checkpoint at ``path``, with OpenAI's key names."""
-    if not path.is_file():
-        raise FileNotFoundError(f"CLIP checkpoint not found: {path}")
-    if path.suffix == ".safetensors" or _is_torchscript_archive(path):
+def convert_clip_checkpoint(
+    source: str | os.PathLike, destination: str | os.PathLike, run_torchscript: bool = False
+) -> int:
+    """Write the text tower of the CLIP checkpoint ``source`` to the safetensors file ``destination``.
+
+    ``source`` is any file :meth:`ClipTextEncoder.load_clip_checkpoint` accepts; the tensors
+    keep OpenAI's key names and dtypes, so ``destination`` loads there like the original.
+    With ``run_torchscript=True`` only, a TorchScript archive that the safe reader refuses
+    is loaded with ``torch.jit.load``, which runs the code it holds: for files you trust.
+    The file is written atomically; returns the number of tensors written.
+    """
+    source = Path(source)
+    text_tower = _read_text_tower(source, run_torchscript=run_torchscript)
+    if not text_tower:
+        raise CheckpointError(f"{source} holds no CLIP text-tower keys; {_EXPECTED_FILES}")
+    # clone: a file's tensors may share storage, which safetensors refuses to write.
+    tensors = {key: value.clone(memory_format=torch.contiguous_format) for key, value in text_tower.items()}
+    atomic_save_safetensors(tensors, destination, {"format": TEXT_TOWER_FORMAT, "source": source.name})
+    return len(tensors)
+
+
+def _read_text_tower(path: Path, run_torchscript: bool = False) -> dict[str, Tensor]:
+    """The text-tower tensors of the CLIP checkpoint at ``path``, with OpenAI's key names.
+
+    Only with ``run_torchscript`` does a TorchScript archive that the safe reader refuses go
+    through ``torch.jit.load``.
+    """
+    path = readable_file(path, "CLIP checkpoint")
+    if path.suffix == ".safetensors":
         try:
-            if path.suffix == ".safetensors":
-                checkpoint = safetensors.torch.load_file(path)
-            else:
-                checkpoint = torch.jit.load(path, map_location="cpu").state_dict()
+            checkpoint = safetensors.torch.load_file(path)
         except Exception as err:
             raise CheckpointError(f"{path} could not be read ({type(err).__name__}); {_EXPECTED_FILES}") from err
+    elif is_torchscript_archive(path):
+        checkpoint = _read_torchscript(path, run_torchscript)
     else:
         checkpoint = torch_load_weights_only(path, _EXPECTED_FILES)
     if isinstance(checkpoint, Mapping) and "state_dict" in checkpoint:
@@ -162,9 +201,18 @@ def _read_text_tower(path: Path) -> dict[str, Tensor]:
     return text_tower
 
 
-def _is_torchscript_archive(path: Path) -> bool:
-    """Whether ``path`` is a TorchScript zip (it holds ``constants.pkl``; torch.save zips do not)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.split("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+def _read_torchscript(path: Path, run_torchscript: bool) -> dict[str, Tensor]:
+    """The state dict of a TorchScript archive: read safely, or with torch.jit.load when allowed and needed."""
+    try:
+        return read_torchscript_state_dict(path)
+    except TorchScriptCodeRefused as err:
+        if not run_torchscript:
+            raise CheckpointError(
+                f"{err}. If you trust the file, convert it once, running its code: "
+                f"risam convert-clip {shlex.quote(str(path))} DST.safetensors --run-torchscript"
+            ) from err
+    try:
+        return torch.jit.load(path, map_location="cpu").state_dict()
+    except Exception as err:
+        detail = " ".join(str(err).split())[:200]
+        raise CheckpointError(f"{path}: torch.jit.load failed ({type(err).__name__}: {detail})") from err

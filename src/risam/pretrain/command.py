@@ -22,6 +22,7 @@ import safetensors.torch
 import torch
 
 from risam import __version__
+from risam.files import atomic_write_json
 from risam.modeling.risam import RISAM
 from risam.pretrain.defaults import DEFAULT_IMAGE_STEPS, DEFAULT_IMAGES, DEFAULT_SEED, DEFAULT_TEXT_STEPS
 from risam.pretrain.image import pretrain_image_encoder
@@ -84,7 +85,7 @@ def pretrain_tiny(
             model.image_encoder, tap_dims, data, train_rows, held_out_rows, image_steps, seed=seed, log=log
         )
         # The scores first: the stage file is what marks the stage as finished.
-        (out / "image_scores.json").write_text(json.dumps(scores["image"]))
+        atomic_write_json(out / "image_scores.json", scores["image"])
         atomic_save_safetensors(model.image_encoder.state_dict(), stage, {})
     scores["image_seconds"] = round(time.perf_counter() - started)
     model.image_encoder.requires_grad_(False)

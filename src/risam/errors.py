@@ -1,0 +1,13 @@
+"""The one base class of the errors that a user's input causes.
+
+A file, image, expression, config value or command-line argument that cannot be used raises a
+subclass of :class:`InputError` (ConfigError, ImageInputError, AnnotationError, CheckpointError,
+ExpressionError, ExplainError) whose message is one line naming the input and what would be
+right. The command line prints that line and exits with code 2; the demo shows it on the page.
+"""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Input from the user cannot be used; the message names it and what would be right."""

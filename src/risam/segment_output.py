@@ -1,0 +1,115 @@
+"""What ``risam segment`` writes: per expression a mask PNG and an overlay PNG, and ``predictions.json``.
+
+- ``{index:02d}_mask.png``: the mask at the image's full resolution, a 1-bit PNG (white inside).
+- ``{index:02d}_overlay.png``: the mask over the image, for looking at: scaled down so that its long
+  side is at most :data:`OVERLAY_MAX_SIDE` pixels (the record's ``overlay_size`` says at what size).
+- ``predictions.json``: the image and checkpoint labels, the image size and, per expression, its text,
+  score, bbox (full-resolution pixels, inclusive), compressed COCO RLE of the full-resolution mask and
+  the two file names. Texts are valid UTF-8: arguments that were not (lone surrogates) have the bad
+  bytes replaced by U+FFFD.
+
+Every file is written atomically (:func:`risam.files.atomic_path`): a reader sees the old file or the
+complete new one, created with the process umask.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from risam.data.masks import encode_mask
+from risam.files import atomic_path, atomic_write_text
+from risam.predictor import Prediction
+from risam.viz import overlay_mask, shrink_to
+
+OVERLAY_MAX_SIDE = 2048
+WRITERS = 2  # expressions written at once
+
+
+def valid_utf8(text: str) -> str:
+    """``text`` with what cannot be written as UTF-8 replaced by U+FFFD: bytes that a non-UTF-8 command
+    line smuggled in as lone surrogates (``surrogateescape``), and any other lone surrogate."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")  # lone U+DC80..U+DCFF: back to the bytes they stand for
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")  # other lone surrogates: bytes that are not UTF-8
+    return raw.decode("utf-8", "replace")
+
+
+def _save_png(picture: Image.Image, path: Path) -> None:
+    """Save ``picture`` as a PNG at ``path`` atomically."""
+    with atomic_path(path) as temporary:
+        picture.save(temporary, format="PNG", compress_level=1)
+
+
+class SegmentationWriter:
+    """Writes the files of one image's predictions as they come, chunk by chunk, so that only the masks of
+    the chunk being written are held: :meth:`add` each chunk, then :meth:`finish` writes ``predictions.json``.
+
+    The image (RGB, W x H) is shrunk once for all overlays. :data:`WRITERS` expressions are written at a
+    time (PNG encoding runs outside the GIL).
+    """
+
+    def __init__(self, image: Image.Image, output_dir: Path) -> None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.output_dir = output_dir
+        self.image_size = [image.width, image.height]
+        self.shown = shrink_to(image, OVERLAY_MAX_SIDE)
+        self.records: list[dict[str, Any]] = []
+
+    def add(self, predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
+        """Write the mask and overlay PNGs of ``predictions`` (masks H x W bool), numbered after those
+        already added; returns their records."""
+        first = len(self.records)
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+            records = list(pool.map(self._write, range(first, first + len(predictions)), predictions))
+        self.records.extend(records)
+        return records
+
+    def _write(self, index: int, prediction: Prediction) -> dict[str, Any]:
+        mask_name, overlay_name = f"{index:02d}_mask.png", f"{index:02d}_overlay.png"
+        _save_png(Image.fromarray(prediction.mask), self.output_dir / mask_name)
+        overlay = overlay_mask(self.shown, prediction.mask)
+        _save_png(overlay, self.output_dir / overlay_name)
+        return {
+            "text": valid_utf8(prediction.text),
+            "score": prediction.score,
+            "bbox": prediction.bbox,
+            "rle": encode_mask(prediction.mask),
+            "mask": mask_name,
+            "overlay": overlay_name,
+            "overlay_size": [overlay.width, overlay.height],
+        }
+
+    def finish(self, image_label: str, checkpoint_label: str) -> None:
+        """Write ``predictions.json``: the labels, the image size and every record added."""
+        summary = {
+            "image": valid_utf8(image_label),
+            "checkpoint": valid_utf8(checkpoint_label),
+            "image_size": self.image_size,
+            "overlay_max_side": OVERLAY_MAX_SIDE,
+            "predictions": self.records,
+        }
+        text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+        atomic_write_text(self.output_dir / "predictions.json", text)
+
+
+def write_segmentation(
+    image: Image.Image,
+    predictions: Sequence[Prediction],
+    output_dir: Path,
+    image_label: str,
+    checkpoint_label: str,
+) -> list[dict[str, Any]]:
+    """Write the masks, overlays and ``predictions.json`` of ``predictions`` (masks H x W bool, of the
+    RGB ``image`` of W x H) into ``output_dir`` (created if missing) at once; returns the records that
+    ``predictions.json`` holds. :class:`SegmentationWriter` writes them chunk by chunk instead."""
+    writer = SegmentationWriter(image, output_dir)
+    writer.add(predictions)
+    writer.finish(image_label, checkpoint_label)
+    return writer.records
