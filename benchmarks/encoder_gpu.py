@@ -51,7 +51,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.sam_reference import ImageEncoderViT, meta_encoder, randomize_positions, tap_hooks
-from risam.configs.model import ImageEncoderConfig
+from risam.config.model import ImageEncoderConfig
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.registry import get_config
 
@@ -150,7 +150,7 @@ def build_encoders(config: ImageEncoderConfig, reference_wanted: bool) -> tuple[
 
     As in ``encoder_vs_segment_anything``: Meta's encoder gets random weights (relative positions and
     the position embedding too, which start at zero), is saved in Meta's format, and ours loads that
-    file with ``load_sam_checkpoint``.
+    file with ``load_pretrained``.
     """
     if not reference_wanted:
         reason = "no segment_anything mode in --modes"
@@ -165,7 +165,7 @@ def build_encoders(config: ImageEncoderConfig, reference_wanted: bool) -> tuple[
             checkpoint = Path(folder) / "sam.pth"
             torch.save({f"image_encoder.{k}": v for k, v in reference.state_dict().items()}, checkpoint)
             ours = SamImageEncoder(config).eval()
-            ours.load_sam_checkpoint(checkpoint)
+            ours.load_pretrained(checkpoint)
         extra = config.depth - (config.tap_indices[-1] + 1)
         return (
             ours,

@@ -64,7 +64,7 @@ def build(variant: str, which: str, checkpoint: str | Path) -> nn.Module:
         encoder.load_state_dict({k.removeprefix("image_encoder."): v for k, v in state.items()})
         return encoder
     encoder = SamImageEncoder(get_config(VARIANTS[variant]).image_encoder).eval()
-    encoder.load_sam_checkpoint(checkpoint)
+    encoder.load_pretrained(checkpoint)
     return encoder
 
 

@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from risam import create_model
 from risam.data.dataset import ReferDataset, identity_collate
 from risam.data.readers import load_split
+from risam.data.refshapes import generate_refshapes
 from risam.data.sampler import GroupedBatchSampler
-from risam.data.synthetic import generate_refshapes
 from risam.losses import risam_loss
 
 

@@ -7,7 +7,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from risam.configs.model import ImageEncoderConfig
+from risam.config.model import ImageEncoderConfig
 
 try:
     from segment_anything.modeling import ImageEncoderViT

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from risam import create_model
-from risam.engine.config import load_config
+from risam.config.experiment import load_config
 from risam.losses import risam_loss
 
 

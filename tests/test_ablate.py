@@ -7,9 +7,9 @@ import pytest
 from risam import create_model, load_weights
 from risam.ablation import VARIANTS, list_variants, parse_variants, variant_config
 from risam.cli import main
-from risam.configs import ConfigError
-from risam.data.synthetic import generate_refshapes
-from risam.engine.config import load_config
+from risam.config import ConfigError
+from risam.config.experiment import load_config
+from risam.data.refshapes import generate_refshapes
 
 
 def test_variant_names_and_their_errors(tmp_path, capsys):

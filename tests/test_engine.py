@@ -18,10 +18,10 @@ import torch.multiprocessing as mp
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from risam.cli import main
-from risam.configs.model import ConfigError
-from risam.data.synthetic import generate_refshapes
+from risam.config import ConfigError
+from risam.config.experiment import RECIPES_DIR, OptimSection, load_config
+from risam.data.refshapes import generate_refshapes
 from risam.engine.checkpoint import load_training_state
-from risam.engine.config import EXPERIMENTS_DIR, OptimSection, load_config
 from risam.engine.evaluator import write_results
 from risam.engine.logger import TrainingLogger
 from risam.engine.trainer import Trainer, TrainingError, lr_at_epoch
@@ -59,7 +59,7 @@ def _weights(path):
 
 
 def test_every_shipped_config_loads_with_the_paper_recipe():
-    names = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
     assert {"refcoco", "refcoco+", "refcocog_umd", "refcocog_google", "grefcoco", "phrasecut_from_refcoco"} <= set(
         names
     )
@@ -67,7 +67,7 @@ def test_every_shipped_config_loads_with_the_paper_recipe():
     for name in names:
         config = load_config(name)
         assert config.data.root is None and config.model.sam_checkpoint is None
-        if name != "refshapes_tiny":
+        if not name.startswith("refshapes_tiny"):  # the RefShapes recipes of the test-sized model
             assert (config.optim.lr, config.optim.epochs, config.optim.milestones) == (1e-4, 50, [30, 42])
             assert config.eval.threshold == 0.35 and config.loss.focal_weight == config.loss.dice_weight == 0.5
             assert config.model.name == "risam_vit_h" and not config.model.overrides
@@ -205,7 +205,7 @@ def test_killed_run_resumes_to_the_same_weights(data_root, tmp_path):
 
     killed = _train_process(data_root, tmp_path / "killed", *settings)
     last = tmp_path / "killed" / "checkpoints" / "last.pt"
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # generous: on a busy machine the first steps take long
     while time.time() < deadline:
         if last.exists() and load_training_state(last)["global_step"] >= 4:
             break

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from risam.configs.model import ConfigError
-from risam.data.synthetic import generate_refshapes
-from risam.engine.config import load_config
+from risam.config import ConfigError
+from risam.config.experiment import load_config
+from risam.data.refshapes import generate_refshapes
 from risam.engine.feature_cache import FeatureCache
 from risam.engine.trainer import Trainer
 

@@ -23,7 +23,7 @@ from risam.data.dataset import ReferDataset
 from risam.data.masks import AnnotationError
 from risam.data.readers import load_split
 from risam.data.records import Expression, ReferSplit
-from risam.data.synthetic import SENTENCE_TYPES, generate_refshapes, refshapes_scenes, sentence_free_baseline
+from risam.data.refshapes import SENTENCE_TYPES, generate_refshapes, refshapes_scenes, sentence_free_baseline
 from risam.engine.evaluator import evaluate_model
 from risam.grounding import ByType, GroundingGap, cached_sentence_free_baseline, decoy_objects
 from risam.metrics import MetricAccumulator, results_table

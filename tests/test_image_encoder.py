@@ -11,7 +11,7 @@ from segment_anything.modeling import ImageEncoderViT, Sam
 from timm.models.vision_transformer_sam import checkpoint_filter_fn
 
 from official_formats import meta_sam
-from risam.configs.model import ImageEncoderConfig
+from risam.config.model import ImageEncoderConfig
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.modeling.state_dict import CheckpointError
 
@@ -76,7 +76,7 @@ def _check_taps_match_meta(encoder: SamImageEncoder, sam: Sam, batch: int = 2) -
 def test_taps_match_meta_encoder(tmp_path: Path) -> None:
     path, sam = _save_sam(tmp_path, TINY)
     encoder = _encoder(TINY, tap_indices=(3, 5, 7))
-    encoder.load_sam_checkpoint(path)
+    encoder.load_pretrained(path)
     _check_taps_match_meta(encoder, sam)
 
 
@@ -84,7 +84,7 @@ def test_global_attention_in_chunks_matches_meta_encoder(tmp_path: Path) -> None
     path, sam = _save_sam(tmp_path, TINY)
     # 64 tokens in chunks of 5 query tokens: 12 full chunks and a last one of 4.
     encoder = SamImageEncoder(ImageEncoderConfig(variant="test", tap_indices=(3, 5, 7), attention_chunk=5, **TINY))
-    encoder.eval().load_sam_checkpoint(path)
+    encoder.eval().load_pretrained(path)
     assert type(encoder.vit.blocks[1].attn).__name__ == "ChunkedGlobalAttention"
     assert type(encoder.vit.blocks[0].attn).__name__ == "Attention"
     _check_taps_match_meta(encoder, sam)
@@ -93,7 +93,7 @@ def test_global_attention_in_chunks_matches_meta_encoder(tmp_path: Path) -> None
 def test_vit_b_taps_match_meta_encoder(tmp_path: Path) -> None:
     path, sam = _save_sam(tmp_path, VIT_B_256)
     encoder = _encoder(VIT_B_256, tap_indices=(5, 8, 11))
-    encoder.load_sam_checkpoint(path)
+    encoder.load_pretrained(path)
     _check_taps_match_meta(encoder, sam, batch=1)
 
 
@@ -101,7 +101,7 @@ def test_blocks_after_last_tap_are_not_built(tmp_path: Path) -> None:
     path, sam = _save_sam(tmp_path, TINY)
     encoder = _encoder(TINY, tap_indices=(1, 3))
     assert len(encoder.vit.blocks) == 4
-    encoder.load_sam_checkpoint(path)
+    encoder.load_pretrained(path)
     _check_taps_match_meta(encoder, sam)
 
 
@@ -115,7 +115,7 @@ def test_loads_image_encoder_state_dict(tmp_path: Path, key_format: str) -> None
     path = tmp_path / "encoder.pth"
     torch.save(state_dict, path)
     encoder = _encoder(TINY, tap_indices=(3, 5, 7))
-    encoder.load_sam_checkpoint(path)
+    encoder.load_pretrained(path)
     _check_taps_match_meta(encoder, sam)
 
 
@@ -125,7 +125,7 @@ def test_missing_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "missing.pth"
     torch.save(state_dict, path)
     with pytest.raises(CheckpointError, match="missing keys") as error:
-        _encoder(TINY, tap_indices=(3, 5, 7)).load_sam_checkpoint(path)
+        _encoder(TINY, tap_indices=(3, 5, 7)).load_pretrained(path)
     assert str(path) in str(error.value)
     assert "blocks.2.attn.rel_pos_h" in str(error.value)
 
@@ -136,7 +136,7 @@ def test_unexpected_key_is_named(tmp_path: Path) -> None:
     path = tmp_path / "extra.pth"
     torch.save(state_dict, path)
     with pytest.raises(CheckpointError, match="unexpected keys") as error:
-        _encoder(TINY, tap_indices=(3, 5, 7)).load_sam_checkpoint(path)
+        _encoder(TINY, tap_indices=(3, 5, 7)).load_pretrained(path)
     assert str(path) in str(error.value)
     assert "blocks.2.attn.extra_scale" in str(error.value)
 
@@ -144,7 +144,7 @@ def test_unexpected_key_is_named(tmp_path: Path) -> None:
 def test_checkpoint_for_other_image_size_is_refused(tmp_path: Path) -> None:
     path, _ = _save_sam(tmp_path, {**TINY, "img_size": 160})
     with pytest.raises(CheckpointError, match="mis-shaped keys") as error:
-        _encoder(TINY, tap_indices=(3, 5, 7)).load_sam_checkpoint(path)
+        _encoder(TINY, tap_indices=(3, 5, 7)).load_pretrained(path)
     message = str(error.value)
     assert str(path) in message
     assert "pos_embed: file (1, 10, 10, 64), model (1, 8, 8, 64)" in message
@@ -154,7 +154,7 @@ def test_checkpoint_for_other_image_size_is_refused(tmp_path: Path) -> None:
 def test_checkpoint_deeper_than_config_is_refused(tmp_path: Path) -> None:
     path, _ = _save_sam(tmp_path, TINY)
     with pytest.raises(CheckpointError, match="unexpected keys") as error:
-        _encoder({**TINY, "depth": 7}, tap_indices=(3, 5)).load_sam_checkpoint(path)
+        _encoder({**TINY, "depth": 7}, tap_indices=(3, 5)).load_pretrained(path)
     assert "blocks.7.attn.qkv.weight" in str(error.value)
     assert "blocks.6." not in str(error.value)
 
@@ -162,7 +162,7 @@ def test_checkpoint_deeper_than_config_is_refused(tmp_path: Path) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "sam_vit_h_4b8939.pth"
     with pytest.raises(FileNotFoundError, match=str(path)):
-        _encoder(TINY, tap_indices=(3, 5, 7)).load_sam_checkpoint(path)
+        _encoder(TINY, tap_indices=(3, 5, 7)).load_pretrained(path)
 
 
 def _truncated_checkpoint() -> bytes:
@@ -178,7 +178,7 @@ def test_garbage_file_is_refused(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "garbage.pth"
     path.write_bytes(content)
     with pytest.raises(CheckpointError, match="could not be read as a checkpoint") as error:
-        _encoder(TINY, tap_indices=(3, 5, 7)).load_sam_checkpoint(path)
+        _encoder(TINY, tap_indices=(3, 5, 7)).load_pretrained(path)
     assert str(path) in str(error.value)
 
 
@@ -201,7 +201,7 @@ def test_pickled_code_is_refused_not_run(tmp_path: Path) -> None:
     path = tmp_path / "payload.pth"
     torch.save({"pos_embed": _Payload(marker)}, path)
     with pytest.raises(CheckpointError, match="weights_only=True") as error:
-        _encoder(TINY, tap_indices=(3, 5, 7)).load_sam_checkpoint(path)
+        _encoder(TINY, tap_indices=(3, 5, 7)).load_pretrained(path)
     assert str(path) in str(error.value)
     assert not marker.exists()
 
@@ -214,7 +214,7 @@ def test_content_other_than_tensors_is_refused(tmp_path: Path, content: object, 
     path = tmp_path / "content.pth"
     torch.save(content, path)
     with pytest.raises(CheckpointError, match=expected) as error:
-        _encoder(TINY, tap_indices=(3, 5, 7)).load_sam_checkpoint(path)
+        _encoder(TINY, tap_indices=(3, 5, 7)).load_pretrained(path)
     assert str(path) in str(error.value)
 
 

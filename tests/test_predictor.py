@@ -3,8 +3,9 @@ import pytest
 import torch
 from PIL import Image
 
-from risam.data.transforms import postprocess_logits, preprocess_image
+from risam.data.transforms import preprocess_image
 from risam.predictor import MAX_EXPRESSIONS, ExpressionError, RISAMPredictor, mask_bbox
+from sam_geometry import postprocess_logits
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import torch
 
 from risam import __version__, create_model
 from risam.cli import main
-from risam.configs.model import ConfigError
+from risam.config import ConfigError
 from risam.pretrain.image import DenseReadout, dense_accuracy, pretrain_image_encoder
 from risam.pretrain.scenes import IGNORE, build_pretraining_set
 from risam.registry import get_config, load_shipped_encoders, shipped_encoders_path

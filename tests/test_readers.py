@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from risam.configs.parse import ConfigError
+from risam.config import ConfigError
 from risam.data.catalog import COCO_IMAGES
 from risam.data.check import check_data_root
 from risam.data.masks import AnnotationError, encode_mask

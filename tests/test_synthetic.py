@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from risam.data.readers import load_split
-from risam.data.synthetic import (
+from risam.data.refshapes import (
     ANGULAR_KINDS,
     COLOURS,
     KINDS,

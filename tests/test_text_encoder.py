@@ -15,7 +15,7 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from open_clip.tokenizer import SimpleTokenizer
 
 from official_formats import save_openai_jit
-from risam.configs.model import TextEncoderConfig
+from risam.config.model import TextEncoderConfig
 from risam.modeling.state_dict import CheckpointError
 from risam.modeling.text_encoder import ClipTextEncoder
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from hostile_files import write_code_running_archive
 from official_formats import save_openai_jit
-from risam.configs.model import TextEncoderConfig
+from risam.config.model import TextEncoderConfig
 from risam.modeling.state_dict import CheckpointError, torch_load_weights_only
 from risam.modeling.text_encoder import ClipTextEncoder, convert_clip_checkpoint
 from risam.modeling.torchscript_reader import TorchScriptCodeRefused, read_torchscript_state_dict

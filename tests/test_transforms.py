@@ -7,15 +7,15 @@ from PIL import Image
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from risam.configs import SAM_PIXEL_MEAN, SAM_PIXEL_STD
+from risam.config import SAM_PIXEL_MEAN, SAM_PIXEL_STD
 from risam.data.transforms import (
     logit_threshold,
     logits_to_masks,
-    postprocess_logits,
     preprocess_image,
     preprocess_mask,
     resized_shape,
 )
+from sam_geometry import postprocess_logits
 
 
 def test_resized_shape_follows_sam():

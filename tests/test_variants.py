@@ -10,7 +10,7 @@ from segment_anything.modeling.transformer import TwoWayTransformer as MetaTwoWa
 
 from risam import RISAMConfig, create_model, get_config
 from risam.ablation import VARIANTS
-from risam.configs import ConfigError, HeadConfig, ImageEncoderConfig
+from risam.config import ConfigError, HeadConfig, ImageEncoderConfig
 from risam.explain import explain
 from risam.losses import risam_loss
 from risam.modeling.decoder import DecoderLayer, MaskDecoder
@@ -389,7 +389,7 @@ def test_timm_backbone_loads_timm_weights_and_resamples_taps_to_the_head_grid(tm
     reference = timm.create_model(backbone, pretrained=False, num_classes=10, img_size=64, **kwargs).eval()
     path = tmp_path / "timm.pth"
     torch.save(reference.state_dict(), path)
-    encoder.load_timm_checkpoint(path)
+    encoder.load_pretrained(path)
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         got = encoder(images)
@@ -403,7 +403,7 @@ def test_timm_backbone_loads_timm_weights_and_resamples_taps_to_the_head_grid(tm
     state["blocks.99.unknown"] = torch.zeros(1)
     torch.save(state, path)
     with pytest.raises(CheckpointError, match=r"blocks\.99\.unknown"):
-        encoder.load_timm_checkpoint(path)
+        encoder.load_pretrained(path)
     with pytest.raises(ConfigError, match=r"tap_indices=\(1, 9\)"):
         TimmBackbone(ImageEncoderConfig(backbone=backbone, timm_kwargs=kwargs, tap_indices=(1, 9), img_size=64))
 

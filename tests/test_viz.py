@@ -6,9 +6,9 @@ import pytest
 from PIL import Image, ImageFont
 
 from risam import create_model, get_config, save_weights
+from risam.config.experiment import load_config
 from risam.data.records import Expression, ImageRecord, ReferSplit
-from risam.data.synthetic import generate_refshapes
-from risam.engine.config import load_config
+from risam.data.refshapes import generate_refshapes
 from risam.overlays import mask_iou, sheet_rows
 from risam.quickstart import _draw_overlays
 from risam.viz import (

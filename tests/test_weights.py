@@ -6,7 +6,7 @@ import safetensors.torch
 import torch
 
 from risam import create_model, get_config, load_weights, save_weights
-from risam.configs import ConfigError, RISAMConfig
+from risam.config import ConfigError, RISAMConfig
 from risam.modeling.state_dict import CheckpointError
 from risam.weights import ENCODERS_FORMAT, load_encoders
 

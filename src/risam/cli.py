@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from risam.config import DEFAULT_THRESHOLD
 from risam.data.catalog import DATASETS
 from risam.registry import list_models
 
@@ -63,7 +64,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _data_synth(args: argparse.Namespace) -> int:
-    from risam.data.synthetic import generate_refshapes
+    from risam.data.refshapes import generate_refshapes
 
     summary = generate_refshapes(args.out, num_images=args.images, seed=args.seed, progress=True)
     print(json.dumps({"out": str(args.out), "splits": summary}, indent=2))
@@ -79,7 +80,7 @@ def _data_check(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from risam.engine.config import load_config
+    from risam.config.experiment import load_config
     from risam.engine.trainer import train
 
     results = train(load_config(args.config, args.set), resume=args.resume)
@@ -89,7 +90,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from risam.engine.config import load_config
+    from risam.config.experiment import load_config
     from risam.engine.evaluator import run_evaluation
     from risam.metrics import results_table
 
@@ -100,8 +101,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def _ablate(args: argparse.Namespace) -> int:
     from risam.ablation import ablation_markdown, describe_variants, list_variants, run_ablation
-    from risam.configs.parse import ConfigError
-    from risam.engine.config import load_config
+    from risam.config import ConfigError
+    from risam.config.experiment import load_config
 
     config = load_config(args.config, args.set)
     if args.list:
@@ -285,7 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("expressions", nargs="+", help="one or more expressions (at most 100 per call)")
     segment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     segment.add_argument(
-        "--threshold", type=_threshold, default=0.35, help="sigmoid threshold, in (0, 1) (default 0.35)"
+        "--threshold",
+        type=_threshold,
+        default=DEFAULT_THRESHOLD,
+        help=f"sigmoid threshold, in (0, 1) (default {DEFAULT_THRESHOLD})",
     )
     segment.set_defaults(run=_segment)
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from risam.configs.parse import ConfigError
+from risam.config import ConfigError
 from risam.errors import InputError
 from risam.modeling.text_encoder import PAD_ID
 from risam.predictor import Prediction, RISAMPredictor

@@ -4,7 +4,7 @@ Every RefShapes evaluation (datasets ``refshapes`` and ``grefshapes``) reports, 
 metrics of :mod:`risam.metrics`:
 
 - ``sentence_free_baseline``: the best overall IoU of an answer that ignores the sentence,
-  chosen with the ground truth (:func:`risam.data.synthetic.sentence_free_baseline`, cached
+  chosen with the ground truth (:func:`risam.data.refshapes.sentence_free_baseline`, cached
   here by :func:`cached_sentence_free_baseline`);
 - ``grounding_gap`` (:class:`GroundingGap`): the overall IoU of the predictions against each
   sentence's own target minus the overall IoU of the same predictions against a *decoy*, another
@@ -36,7 +36,7 @@ import torch
 
 from risam.data.readers import segmentation_file
 from risam.data.records import Expression, ReferSplit
-from risam.data.synthetic import sentence_free_baseline
+from risam.data.refshapes import sentence_free_baseline
 from risam.metrics import all_reduce_sums
 
 REFSHAPES_DATASETS = ("refshapes", "grefshapes")
@@ -156,7 +156,7 @@ class ByType:
 
 
 def cached_sentence_free_baseline(root: str | Path, dataset: str, split: str) -> float:
-    """:func:`~risam.data.synthetic.sentence_free_baseline`, computed once per split's files.
+    """:func:`~risam.data.refshapes.sentence_free_baseline`, computed once per split's files.
 
     The cache key is the resolved root, the dataset, the split and the modification time of the
     segmentation file, so that regenerating a root in place is noticed.

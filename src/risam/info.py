@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from risam.configs import HeadConfig
 from risam.modeling.build import build_model
+from risam.modeling.slots import DECODER, ENHANCEMENT, FUSION, IMAGE_ENCODER
 from risam.registry import get_config
 
 
@@ -20,42 +20,37 @@ def _count(module: nn.Module) -> dict[str, int]:
     }
 
 
-def _fusion_label(head: HeadConfig) -> str:
-    if head.fusion == "mutual_attention":
-        return f"mutual_aware_attention ({head.num_ma_blocks} blocks, tau={head.tau})"
-    if head.fusion == "none":
-        return "text_projection (no fusion)"
-    return f"{head.fusion}_fusion ({head.num_ma_blocks} blocks)"
-
-
-def _decoder_label(head: HeadConfig) -> str:
-    name = {"mutual_aware": "mask_decoder", "mutual_aware_t2i": "mask_decoder_t2i", "sam": "sam_mask_decoder"}
-    guidance = "" if head.decoder_text_guidance else ", no text guidance"
-    return f"{name[head.decoder]} ({head.decoder_depth} layers{guidance})"
-
-
 def model_info(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Describe registered model ``name`` with dotted config ``overrides`` (an ablation, e.g.
-    ``{"head.fusion": "conv"}``); built on the meta device, so no weights are needed."""
+    ``{"head.fusion": "conv"}``); built on the meta device, so no weights are needed.
+
+    ``parts`` counts the parameters of each part, named by its slot (:mod:`risam.modeling.slots`);
+    ``components`` gives the human label of each slot's choice."""
     config = get_config(name, overrides)
     model = build_model(config, device="meta")
     image, text, head = config.image_encoder, config.text_encoder, config.head
-    backbone = image.variant if image.backbone == "sam" else f"{image.variant}, timm {image.backbone}"
+    encoder = IMAGE_ENCODER[image.family].describe(image)
     parts = {
-        f"image_encoder ({backbone}{', frozen' if image.freeze else ''})": _count(model.image_encoder),
+        f"image_encoder ({encoder}{', frozen' if image.freeze else ''})": _count(model.image_encoder),
         f"text_encoder ({text.variant}{', frozen' if text.freeze else ''})": _count(model.text_encoder),
-        head.enhancement: _count(model.enhancement),
-        _fusion_label(head): _count(model.fusion),
-        _decoder_label(head): _count(model.decoder),
+        ENHANCEMENT[head.enhancement].describe(head): _count(model.enhancement),
+        FUSION[head.fusion].describe(head): _count(model.fusion),
+        DECODER[head.decoder].describe(head): _count(model.decoder),
     }
     total = _count(model)
     return {
         "model": name,
         "parts": parts,
+        "components": {
+            "image_encoder": IMAGE_ENCODER.label(image.family),
+            "enhancement": ENHANCEMENT.label(head.enhancement),
+            "fusion": FUSION.label(head.fusion),
+            "decoder": DECODER.label(head.decoder),
+        },
         "total_params": total["params"],
         "trainable_params": total["trainable"],
         "trainable_share": total["trainable"] / total["params"],
-        "global_attn_indexes": list(image.global_attn_indexes) if image.backbone == "sam" else [],
+        "global_attn_indexes": list(model.image_encoder.global_attn_indexes),
         "tap_indices": list(image.tap_indices),
         "input_size": [image.img_size, image.img_size],
         "feature_size": [image.feature_size, image.feature_size],
@@ -82,5 +77,6 @@ def format_info(info: dict[str, Any]) -> str:
         f"{info['mask_logits_size'][0]}x{info['mask_logits_size'][1]}",
         f"  text length: {info['max_words']} tokens (start and end included), C' = {info['text_feature_dim']}",
         f"  head width C = {info['head_dim']}",
+        *(f"  {slot}: {label}" for slot, label in info["components"].items()),
     ]
     return "\n".join(lines)

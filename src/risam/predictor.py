@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from risam.config import DEFAULT_THRESHOLD
 from risam.data.transforms import logits_to_masks, preprocess_image
 from risam.errors import InputError
 from risam.image_io import MAX_PIXELS, ImageSource, load_image
@@ -88,7 +89,7 @@ class RISAMPredictor:
     def __init__(
         self,
         model: RISAM,
-        threshold: float = 0.35,
+        threshold: float = DEFAULT_THRESHOLD,
         max_pixels: int = MAX_PIXELS,
         max_expressions: int = MAX_EXPRESSIONS,
         expression_chunk: int = EXPRESSION_CHUNK,
@@ -112,7 +113,7 @@ class RISAMPredictor:
         sam_checkpoint: str | os.PathLike | None = None,
         clip_checkpoint: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
-        threshold: float = 0.35,
+        threshold: float = DEFAULT_THRESHOLD,
         encoder_dtype: torch.dtype | None = None,
     ) -> RISAMPredictor:
         """A predictor for a RISAM weights file (the format ``risam evaluate`` takes).

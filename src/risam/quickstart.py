@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
+from risam.config.experiment import ExperimentConfig, load_config
 from risam.data.dataset import read_image
-from risam.data.synthetic import generate_refshapes
-from risam.engine.config import ExperimentConfig, load_config
+from risam.data.refshapes import generate_refshapes
 from risam.engine.evaluator import predict_masks, run_evaluation
 from risam.engine.experiment import build_dataset
 from risam.engine.trainer import train

@@ -16,11 +16,10 @@ from typing import Any
 
 import torch
 
-from risam.configs import ConfigError, HeadConfig, ImageEncoderConfig, RISAMConfig, TextEncoderConfig
+from risam.config import ConfigError, HeadConfig, ImageEncoderConfig, RISAMConfig, TextEncoderConfig
 from risam.modeling.build import build_model
 from risam.modeling.risam import RISAM
 from risam.modeling.state_dict import load_state_dict_strict
-from risam.modeling.variants.timm_backbone import TimmBackbone
 from risam.weights import encoder_architecture, load_encoders, load_weights
 
 
@@ -172,10 +171,7 @@ def create_model(
     if shipped and torch.device(device).type != "meta":
         load_shipped_encoders(model, shipped_encoders_path(config.name), require_all=False)
     if sam_checkpoint is not None:
-        if isinstance(model.image_encoder, TimmBackbone):
-            model.image_encoder.load_timm_checkpoint(sam_checkpoint)
-        else:
-            model.image_encoder.load_sam_checkpoint(sam_checkpoint)
+        model.image_encoder.load_pretrained(sam_checkpoint)
     if clip_checkpoint is not None:
         model.text_encoder.load_clip_checkpoint(clip_checkpoint)
     if checkpoint is not None:

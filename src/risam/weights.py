@@ -17,28 +17,13 @@ import safetensors
 import safetensors.torch
 import torch
 
-from risam import __version__
-from risam.configs import ConfigError, RISAMConfig
-from risam.files import atomic_write, readable_file
+from risam.config import ConfigError, RISAMConfig
+from risam.files import atomic_save_safetensors, readable_file
 from risam.modeling.state_dict import CheckpointError
+from risam.version import __version__
 
 WEIGHTS_FORMAT = "risam.weights/1"
 ENCODERS_FORMAT = "risam.encoders/1"
-
-
-def atomic_save_safetensors(
-    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]
-) -> None:
-    """Write a safetensors file at ``path`` with :func:`risam.files.atomic_write`: never a half-written file,
-    permissions from the umask.
-
-    The file is serialised in memory first: ``safetensors.torch.save_file`` would write through a
-    temporary file of its own (``.tmpXXXXXX``), which a kill would leave behind.
-    """
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
-    data = safetensors.torch.save(tensors, metadata=metadata)
-    with atomic_write(path, "wb") as handle:
-        handle.write(data)
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], config: RISAMConfig, path: str | os.PathLike) -> None:

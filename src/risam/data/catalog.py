@@ -16,17 +16,20 @@ An image folder elsewhere is passed as ``image_root``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-from risam.configs.parse import ConfigError
+from risam.config import ConfigError
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """One dataset: its reader, folder, annotation file, splits, image folder, text length."""
+    """One dataset: its reader, folder, annotation file, splits, image folder, text length.
+
+    ``kind`` names the annotation format, a key of :data:`risam.data.readers.READERS` (the reader
+    class); ``refs_file`` is that reader's refs file in ``folder`` (``{split}`` stands for the split).
+    """
 
     name: str
-    kind: Literal["refer", "grefer", "phrasecut"]
+    kind: str
     folder: str
     refs_file: str
     splits: tuple[str, ...]

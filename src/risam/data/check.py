@@ -11,7 +11,7 @@ from pathlib import Path
 
 from risam.data.catalog import dataset_spec
 from risam.data.masks import AnnotationError, decode_segmentation
-from risam.data.readers import load_split, segmentation_file
+from risam.data.readers import load_split, reader_for, segmentation_file
 from risam.data.records import ReferSplit
 
 
@@ -46,7 +46,7 @@ class CheckReport:
         return not self.problems
 
     def format(self) -> str:
-        """A table ``split | images | objects | sentences`` (``| no-target`` for gRefCOCO), then the problems."""
+        """A table ``split | images | objects | sentences`` (``| no-target`` for gRefCOCO-like data), then problems."""
         header = ["split", "images", "objects", "sentences"] + (["no-target"] if self.show_no_target else [])
         rows = [header]
         for counts in self.splits:
@@ -78,7 +78,7 @@ def check_data_root(root: str | Path, dataset: str, image_root: str | Path | Non
     files reported, and every referred object's mask decoded.
     """
     spec = dataset_spec(dataset)
-    report = CheckReport(dataset=dataset, root=Path(root), show_no_target=spec.kind == "grefer")
+    report = CheckReport(dataset=dataset, root=Path(root), show_no_target=reader_for(spec, root).no_target_refs)
     problems: list[str] = []
     for split in spec.splits:
         try:

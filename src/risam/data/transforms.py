@@ -49,19 +49,6 @@ def preprocess_mask(mask: np.ndarray, size: int) -> torch.Tensor:
     return F.pad(tensor, (0, size - width, 0, size - height))
 
 
-def postprocess_logits(
-    logits: torch.Tensor, size: int, resized: tuple[int, int], original: tuple[int, int]
-) -> torch.Tensor:
-    """Mask logits of one sample, h' x w' (any scale of the padded input) -> H x W at ``original``.
-
-    Bilinear upsampling to size x size, crop to the ``resized`` content, bilinear resize to
-    the ``original`` (H, W). Threshold the sigmoid of the result for a mask.
-    """
-    full = F.interpolate(logits[None, None].float(), size=(size, size), mode="bilinear", align_corners=False)
-    content = full[..., : resized[0], : resized[1]]
-    return F.interpolate(content, size=original, mode="bilinear", align_corners=False)[0, 0]
-
-
 def logit_threshold(threshold: float) -> float:
     """The logit x with sigmoid(x) = ``threshold``, so that p > threshold <=> logit > x.
 
@@ -99,9 +86,10 @@ def logits_to_masks(
     N x H x W bool at ``original``; scores, N float64: the mean sigmoid probability inside each mask,
     0 for an empty mask).
 
-    The geometry of :func:`postprocess_logits`: the mask equals ``sigmoid(postprocess_logits(...)) >
-    threshold`` except at pixels within float rounding of the threshold (see :func:`logit_threshold`
-    for thresholds outside (0, 1)). Only the N x S x S upsampling is done whole; the final bilinear
+    SAM's postprocessing geometry (bilinear upsampling to S x S, crop to the ``resized`` content,
+    bilinear resize to ``original``): the mask equals ``sigmoid(upsampled logits) > threshold``
+    except at pixels within float rounding of the threshold (see :func:`logit_threshold` for
+    thresholds outside (0, 1)). Only the N x S x S upsampling is done whole; the final bilinear
     resize to (H, W) is separable (along rows first, then across them, as PyTorch's kernel computes
     it) and runs on bands of about ``band_elements`` output pixels of one sample at a time,
     thresholded in logit space band by band, so memory beyond the boolean masks stays bounded

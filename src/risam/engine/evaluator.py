@@ -13,10 +13,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from risam.config.experiment import ExperimentConfig
 from risam.data.dataset import ReferBatch, ReferDataset, identity_collate
 from risam.data.sampler import GroupedBatchSampler
-from risam.data.transforms import postprocess_logits
-from risam.engine.config import ExperimentConfig
+from risam.data.transforms import logits_to_masks
 from risam.engine.distributed import init_distributed
 from risam.engine.experiment import build_dataset, place_model
 from risam.files import atomic_write_json, atomic_write_text
@@ -35,8 +35,10 @@ def predict_masks(batch_logits: torch.Tensor, batch: ReferBatch, img_size: int, 
     masks = []
     for row, logits in enumerate(batch_logits):
         image = int(batch.image_index[row])
-        full = postprocess_logits(logits, img_size, batch.resized_sizes[image], batch.original_sizes[image])
-        masks.append(torch.sigmoid(full) > threshold)
+        mask, _ = logits_to_masks(
+            logits[None], img_size, batch.resized_sizes[image], batch.original_sizes[image], threshold
+        )
+        masks.append(torch.from_numpy(mask[0]))
     return masks
 
 

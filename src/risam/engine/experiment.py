@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from risam.configs.model import ConfigError
+from risam.config import ConfigError
+from risam.config.experiment import ExperimentConfig
 from risam.data.dataset import ReferDataset
 from risam.data.readers import load_split
-from risam.engine.config import ExperimentConfig
 from risam.modeling.risam import RISAM
 from risam.registry import create_model
 

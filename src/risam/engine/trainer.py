@@ -26,11 +26,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from risam.configs.model import ConfigError
+from risam.config import ConfigError
+from risam.config.experiment import ExperimentConfig, OptimSection, save_config
 from risam.data.dataset import ReferBatch, identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
-from risam.engine.config import ExperimentConfig, OptimSection, save_config
 from risam.engine.distributed import DistributedContext, all_reduce_sum, barrier, init_distributed
 from risam.engine.evaluator import evaluate_model
 from risam.engine.experiment import build_dataset, build_experiment_model, place_model
@@ -38,7 +38,6 @@ from risam.engine.feature_cache import CachedBatch, FeatureCache
 from risam.engine.logger import TrainingLogger
 from risam.files import remove_stale_temporaries
 from risam.losses import risam_loss
-from risam.registry import get_config
 from risam.weights import save_weights
 
 
@@ -87,7 +86,7 @@ class Trainer:
         self.checkpoint_dir = self.output_dir / "checkpoints"
         _seed_everything(config.train.seed)
         self.model = place_model(build_experiment_model(config), config, self.context.device)
-        self.model_config = get_config(config.model.name, config.model_overrides())
+        self.model_config = self.model.config
         self.train_set = build_dataset(config, self.model, config.data.train_split, for_eval=False)
         self.val_set = build_dataset(config, self.model, config.data.val_split, for_eval=True)
         self.sampler = GroupedBatchSampler(

@@ -12,13 +12,14 @@ import re
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer_sam import Attention, VisionTransformerSAM, get_rel_pos
+from timm.models.vision_transformer_sam import Attention, Block, VisionTransformerSAM, get_rel_pos
 from torch import Tensor, nn
 
-from risam.configs.model import ImageEncoderConfig
+from risam.config.model import ImageEncoderConfig
 from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
 
 _SAM_PREFIX = "image_encoder."
@@ -34,15 +35,23 @@ def check_images(images: Tensor, img_size: int, encoder: str) -> None:
         )
 
 
-class ChunkedGlobalAttention(Attention):
+class ChunkedGlobalAttention(nn.Module):
     """timm's SAM attention with relative positions, computed for chunks of query tokens.
 
-    Same parameters (and state-dict keys) and the same result as timm's ``Attention`` in SAM's
-    configuration (relative positions; no q/k norm, dropout or rotary embedding); the bias and
-    the attention matrix exist for ``chunk`` query tokens at a time instead of all.
+    Built from the block's timm ``Attention``, whose parameters it takes over: the same
+    state-dict keys and the same result as that ``Attention`` in SAM's configuration (relative
+    positions; no q/k norm, dropout or rotary embedding); the bias and the attention matrix
+    exist for ``chunk`` query tokens at a time instead of all.
     """
 
-    chunk: int
+    def __init__(self, attention: Attention, chunk: int) -> None:
+        super().__init__()
+        self.num_heads = attention.num_heads
+        self.chunk = chunk
+        self.rel_pos_h = attention.rel_pos_h
+        self.rel_pos_w = attention.rel_pos_w
+        self.qkv = attention.qkv
+        self.proj = attention.proj
 
     def forward(self, x: Tensor) -> Tensor:
         """B x H x W x C -> B x H x W x C."""
@@ -62,6 +71,16 @@ class ChunkedGlobalAttention(Attention):
             out[:, rows] = F.scaled_dot_product_attention(q[:, rows], k, v, attn_mask=bias)
         out = out.view(batch, self.num_heads, tokens, -1).transpose(1, 2).reshape(batch, tokens, -1)
         return self.proj(out).view(batch, height, width, -1)
+
+
+class SamBlock(Block):
+    """timm's SAM block; a global-attention block (``window_size=0``) attends in chunks of
+    ``attention_chunk`` query tokens (:class:`ChunkedGlobalAttention`)."""
+
+    def __init__(self, *args: Any, attention_chunk: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.window_size == 0:
+            self.attn = ChunkedGlobalAttention(self.attn, attention_chunk)
 
 
 def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
@@ -111,16 +130,23 @@ class SamImageEncoder(nn.Module):
             window_size=config.window_size,
             global_attn_indexes=config.global_attn_indexes,
             neck_chans=None,
+            block_fn=partial(SamBlock, attention_chunk=config.attention_chunk),
         )
         # With neck_chans=None timm puts a LayerNorm2d in the neck's place; pruning replaces it with an
         # identity, so the weights are the patch embedding, pos_embed and blocks (the head has none).
         self.vit.prune_intermediate_layers(list(config.tap_indices), prune_norm=True)
         if config.stem == "conv":
             self.vit.patch_embed.proj = conv_stem(config.embed_dim, config.patch_size)
-        for index, block in enumerate(self.vit.blocks):
-            if index in config.global_attn_indexes:
-                block.attn.__class__ = ChunkedGlobalAttention
-                block.attn.chunk = config.attention_chunk
+
+    @property
+    def tap_dims(self) -> tuple[int, ...]:
+        """The channel count of each tap: C_img for all."""
+        return (self.config.embed_dim,) * len(self.config.tap_indices)
+
+    @property
+    def global_attn_indexes(self) -> tuple[int, ...]:
+        """The blocks of SAM's ViT that attend globally (``risam info`` lists them)."""
+        return self.config.global_attn_indexes
 
     def forward(self, images: Tensor) -> list[Tensor]:
         """Tapped features of ``images`` (B x 3 x S x S): a list of B x C_img x S/16 x S/16."""
@@ -129,7 +155,7 @@ class SamImageEncoder(nn.Module):
             images, indices=list(self.config.tap_indices), intermediates_only=True, stop_early=True
         )
 
-    def load_sam_checkpoint(self, path: str | os.PathLike) -> None:
+    def load_pretrained(self, path: str | os.PathLike) -> None:
         """Load Meta's SAM checkpoint (``sam_vit_h_4b8939.pth``, ...) or an image-encoder state dict.
 
         A full SAM state dict has ``image_encoder.*`` keys in Meta's names; an image-encoder

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from risam.config import RISAMConfig
 from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.state_dict import check_state_dict
 
@@ -24,24 +25,25 @@ class RISAM(nn.Module):
     A frozen encoder stays in eval mode, runs under ``torch.no_grad()`` and is left out of
     :meth:`trainable_state_dict`.
 
-    The parts are passed in (``modeling/build.py`` picks them from the config): ``enhancement``
-    maps the image encoder's taps to F_v (Feature Enhancement or an ablation), each ``fusion``
-    block maps (visual tokens, words, padding mask) to a :class:`MutualAttentionOutput`
-    (Mutual-Aware Attention or a baseline), and ``decoder`` maps (F_lav, words, padding mask)
-    to mask logits (the Mutual-Aware Mask Decoder or SAM's).
+    The parts are passed in (``modeling/build.py`` builds them from ``config``, which the model
+    keeps as :attr:`config` and whose ``freeze`` switches it applies): ``enhancement`` maps the
+    image encoder's taps to F_v (Feature Enhancement or an ablation), each ``fusion`` block maps
+    (visual tokens, words, padding mask) to a :class:`MutualAttentionOutput` (Mutual-Aware
+    Attention or a baseline), and ``decoder`` maps (F_lav, words, padding mask) to mask logits
+    (the Mutual-Aware Mask Decoder or SAM's).
     """
 
     def __init__(
         self,
+        config: RISAMConfig,
         image_encoder: nn.Module,
         text_encoder: nn.Module,
         enhancement: nn.Module,
         fusion: list[nn.Module],
         decoder: nn.Module,
-        freeze_image_encoder: bool = True,
-        freeze_text_encoder: bool = True,
     ) -> None:
         super().__init__()
+        self.config = config
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
         self.enhancement = enhancement
@@ -50,8 +52,8 @@ class RISAM(nn.Module):
         self.frozen_parts = tuple(
             name
             for name, frozen in (
-                ("image_encoder", freeze_image_encoder),
-                ("text_encoder", freeze_text_encoder),
+                ("image_encoder", config.image_encoder.freeze),
+                ("text_encoder", config.text_encoder.freeze),
             )
             if frozen
         )

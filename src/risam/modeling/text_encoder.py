@@ -26,8 +26,8 @@ from open_clip.tokenizer import SimpleTokenizer
 from open_clip.transformer import QuickGELU, TextTransformer
 from torch import Tensor, nn
 
-from risam.configs.model import TextEncoderConfig
-from risam.files import readable_file
+from risam.config.model import TextEncoderConfig
+from risam.files import atomic_save_safetensors, readable_file
 from risam.modeling.state_dict import (
     CheckpointError,
     is_torchscript_archive,
@@ -35,7 +35,6 @@ from risam.modeling.state_dict import (
     torch_load_weights_only,
 )
 from risam.modeling.torchscript_reader import TorchScriptCodeRefused, read_torchscript_state_dict
-from risam.weights import atomic_save_safetensors
 
 PAD_ID = 0
 _TEXT_TOWER_KEYS = ("positional_embedding", "text_projection")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from risam.data.synthetic import COLOURS, KINDS, SIZES, TEXTURES, refshapes_scenes
+from risam.data.refshapes import COLOURS, KINDS, SIZES, TEXTURES, refshapes_scenes
 from risam.data.transforms import preprocess_image, preprocess_mask
 
 IGNORE = -1

@@ -1,4 +1,4 @@
-"""The paper's ablation and baseline modules (docs/ablations.md), chosen by config in ``modeling/build.py``.
+"""The paper's ablation and baseline modules (docs/ablations.md), registered by name in ``modeling/slots.py``.
 
 Each file holds one component; each fusion module takes and returns what a Mutual-Aware
 Attention block does, each enhancement what Feature Enhancement does, and the SAM decoder

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from risam.configs.model import ImageEncoderConfig
-from risam.configs.parse import ConfigError
+from risam.config import ConfigError
+from risam.config.model import ImageEncoderConfig
 from risam.modeling.image_encoder import check_images
 from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
 
@@ -68,6 +68,8 @@ class TimmBackbone(nn.Module):
     ``config.patch_size``, C_i = ``tap_dims[i]``).
     """
 
+    global_attn_indexes: tuple[int, ...] = ()  # none listed: the attention is the timm model's own
+
     def __init__(self, config: ImageEncoderConfig) -> None:
         super().__init__()
         self.config = config
@@ -94,7 +96,7 @@ class TimmBackbone(nn.Module):
         )
         return [resample_to_grid(tap, self.config.feature_size) for tap in taps]
 
-    def load_timm_checkpoint(self, path: str | os.PathLike) -> None:
+    def load_pretrained(self, path: str | os.PathLike) -> None:
         """Load a local timm checkpoint of the backbone (``model.safetensors`` or ``pytorch_model.bin``
         of the timm model's hub repository, or a ``.pth`` state dict).
 

@@ -2,30 +2,64 @@
 
 A :class:`RISAMConfig` fully describes the architecture, so our checkpoints store it and
 rebuild the model from it. ``from_dict`` refuses unknown keys and wrong types, naming them.
+
+The exchangeable parts of the model are four slots, each a table here of the names a config
+accepts and a human label for each: :data:`IMAGE_ENCODERS` (``image_encoder.backbone``, read
+through :attr:`ImageEncoderConfig.family`), :data:`ENHANCEMENTS` (``head.enhancement``),
+:data:`FUSIONS` (``head.fusion``) and :data:`DECODERS` (``head.decoder``).
+
+Decision: the tables are plain data in the config layer, because a config must refuse an
+unknown name when it is created (``HeadConfig(fusion="attention")`` raises ConfigError) and
+``risam.config`` may not import ``risam.modeling``, which lies above it. The modeling layer
+registers one builder per name (:mod:`risam.modeling.slots`) and checks at import time that
+the names it builds are exactly the names of these tables. Constraints between a choice and
+other fields (e.g. ``head.decoder='sam'`` halves the width of its attentions) stay in the
+``__post_init__`` checks below, so that they too fail when the config is created.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from risam.configs.parse import ConfigError, dataclass_from_dict, set_dotted
+from risam.config.parse import ConfigError, dataclass_from_dict, set_dotted
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 
-Enhancement = Literal["feature_enhancement", "deep_only", "simple_pyramid"]
 Stem = Literal["patch", "conv"]
-Fusion = Literal["mutual_attention", "conv", "transformer", "spatial_dynamic", "bidirectional_serial", "none"]
-Decoder = Literal["mutual_aware", "mutual_aware_t2i", "sam"]
+
+IMAGE_ENCODERS: dict[str, str] = {
+    "sam": "SAM ViT image encoder (timm's VisionTransformerSAM, paper Sec. 3.1)",
+    "timm": "another timm image model, named by image_encoder.backbone (paper Tab. 7: ViT-B, Swin-B)",
+}
+ENHANCEMENTS: dict[str, str] = {
+    "feature_enhancement": "Feature Enhancement (paper Sec. 3.2, Eq. 1-2)",
+    "deep_only": "w/o FE: the deep tap projected to C (paper Tab. 2 #1)",
+    "simple_pyramid": "ViT-Det's simple feature pyramid from the deep tap (paper Tab. 6 #11)",
+}
+FUSIONS: dict[str, str] = {
+    "mutual_attention": "Mutual-Aware Attention (paper Sec. 3.3, Eq. 3-5)",
+    "conv": "convolutions over visual features and the pooled sentence (paper Tab. 2 #2)",
+    "transformer": "ReSTR's transformer encoder over both modalities (paper Tab. 3 #5)",
+    "spatial_dynamic": "VLT's Spatial Dynamic Fusion (paper Tab. 3 #6)",
+    "bidirectional_serial": "BRINet's BCM: the two directions of Mutual-Aware Attention in series (paper Tab. 3 #7)",
+    "none": "no fusion: a linear projection of the words (paper Tab. 11, SAM directly)",
+}
+DECODERS: dict[str, str] = {
+    "mutual_aware": "Mutual-Aware Mask Decoder (paper Sec. 3.4, Eq. 6-9)",
+    "mutual_aware_t2i": "Mutual-Aware Mask Decoder with SAM's token-to-image attention (paper Tab. 5 #9)",
+    "sam": "SAM's two-way mask decoder (paper Tab. 2 #3)",
+}
 
 
-def _check_choice(key: str, value: str, choices: Any) -> None:
-    """ConfigError naming ``key`` and listing the values of Literal ``choices`` unless ``value`` is one."""
-    if value not in typing.get_args(choices):
-        raise ConfigError(f"{key}={value!r}; expected one of {list(typing.get_args(choices))}")
+def _check_choice(key: str, value: str, choices: Collection[str]) -> None:
+    """ConfigError naming ``key`` and listing ``choices`` unless ``value`` is one of them."""
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r}; expected one of {list(choices)}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +105,7 @@ class ImageEncoderConfig:
     stem: Stem = "patch"
 
     def __post_init__(self) -> None:
-        _check_choice("image_encoder.stem", self.stem, Stem)
+        _check_choice("image_encoder.stem", self.stem, typing.get_args(Stem))
         if self.stem == "conv" and (self.patch_size & (self.patch_size - 1) or self.patch_size < 2):
             raise ConfigError(
                 f"image_encoder.patch_size={self.patch_size}: the conv stem is a stack of stride-2 convolutions, "
@@ -79,7 +113,7 @@ class ImageEncoderConfig:
             )
         if list(self.tap_indices) != sorted(set(self.tap_indices)) or not self.tap_indices:
             raise ConfigError(f"image_encoder.tap_indices={self.tap_indices}: expected increasing block indices")
-        if self.backbone != "sam":
+        if self.family == "timm":
             self._check_timm_backbone()
         elif self.timm_kwargs:
             raise ConfigError(
@@ -117,6 +151,11 @@ class ImageEncoderConfig:
             )
         if self.tap_indices[0] < 0:
             raise ConfigError(f"image_encoder.tap_indices={self.tap_indices}: indices must be non-negative")
+
+    @property
+    def family(self) -> str:
+        """The name in :data:`IMAGE_ENCODERS`: ``"sam"``, or ``"timm"`` for any other ``backbone``."""
+        return "sam" if self.backbone == "sam" else "timm"
 
     @property
     def feature_size(self) -> int:
@@ -170,21 +209,11 @@ class HeadConfig:
     upsampling blocks, which the query token's MLP projects onto.
 
     The defaults are the paper's model; the other values are its ablations and baselines
-    (docs/ablations.md):
-
-    - ``enhancement``: ``feature_enhancement`` (Eq. 1-2), ``deep_only`` (the deep tap projected
-      to C, Tab. 2 #1 "w/o FE"), ``simple_pyramid`` (ViT-Det's simple feature pyramid from the
-      deep tap, Tab. 6 #11).
-    - ``fusion``: ``mutual_attention`` (Eq. 3-5), ``conv`` (convolutions over visual features
-      concatenated with the pooled sentence, Tab. 2 #2), ``transformer`` (ReSTR's transformer
-      encoder over both modalities, Tab. 3 #5), ``spatial_dynamic`` (VLT's SDF, #6),
-      ``bidirectional_serial`` (BRINet's BCM, #7), ``none`` (a linear projection of the words,
-      no fusion: Tab. 11 "SAM directly"). ``num_ma_blocks`` blocks of the chosen fusion are
-      stacked (``none`` has one projection); ``tau`` is read by ``mutual_attention`` only.
-    - ``decoder``: ``mutual_aware`` (Eq. 6-9), ``mutual_aware_t2i`` (with SAM's token-to-image
-      attention in every layer, Tab. 5 #9), ``sam`` (SAM's two-way mask decoder, Tab. 2 #3).
-    - ``decoder_text_guidance``: False feeds the Mutual-Aware decoders the query token alone,
-      without F_val (Tab. 5 #10 "w/o ELG").
+    (docs/ablations.md), named in :data:`ENHANCEMENTS` (``enhancement``), :data:`FUSIONS`
+    (``fusion``) and :data:`DECODERS` (``decoder``). ``num_ma_blocks`` blocks of the chosen
+    fusion are stacked (``none`` has one projection); ``tau`` is read by ``mutual_attention``
+    only. ``decoder_text_guidance``: False feeds the Mutual-Aware decoders the query token
+    alone, without F_val (Tab. 5 #10 "w/o ELG").
     """
 
     dim: int = 256
@@ -193,15 +222,15 @@ class HeadConfig:
     decoder_depth: int = 2
     decoder_heads: int = 8
     mask_dim: int = 32
-    enhancement: Enhancement = "feature_enhancement"
-    fusion: Fusion = "mutual_attention"
-    decoder: Decoder = "mutual_aware"
+    enhancement: str = "feature_enhancement"
+    fusion: str = "mutual_attention"
+    decoder: str = "mutual_aware"
     decoder_text_guidance: bool = True
 
     def __post_init__(self) -> None:
-        _check_choice("head.enhancement", self.enhancement, Enhancement)
-        _check_choice("head.fusion", self.fusion, Fusion)
-        _check_choice("head.decoder", self.decoder, Decoder)
+        _check_choice("head.enhancement", self.enhancement, ENHANCEMENTS)
+        _check_choice("head.fusion", self.fusion, FUSIONS)
+        _check_choice("head.decoder", self.decoder, DECODERS)
         if not 0.0 <= self.tau < 1.0:
             raise ConfigError(f"head.tau={self.tau}: the sigmoid threshold must lie in [0, 1)")
         if self.num_ma_blocks < 1:

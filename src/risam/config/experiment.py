@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from risam.configs.parse import ConfigError, dataclass_from_dict, set_dotted
+from risam.config.parse import ConfigError, dataclass_from_dict, set_dotted
 from risam.files import atomic_write
 
 
@@ -106,11 +106,14 @@ class TrainSection:
     deterministic: bool = True
 
 
+DEFAULT_THRESHOLD = 0.35  # the sigmoid threshold of a mask, for evaluation, the predictor and the CLI
+
+
 @dataclass
 class EvalSection:
     """Inference: sigmoid threshold of the mask and evaluation batch size (images per batch)."""
 
-    threshold: float = 0.35
+    threshold: float = DEFAULT_THRESHOLD
     images_per_batch: int = 8
 
 
@@ -140,7 +143,7 @@ class ExperimentConfig:
         return {"text_encoder.max_words": self.data.max_words, **self.model.overrides}
 
 
-EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 
 def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
@@ -150,10 +153,10 @@ def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
         return path
     if path.is_dir():
         raise ConfigError(f"{name_or_path}: is a folder; give an experiment YAML file or a shipped name")
-    shipped = EXPERIMENTS_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
+    shipped = RECIPES_DIR / f"{path.name.removesuffix('.yaml')}.yaml"
     if shipped.is_file():
         return shipped
-    names = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
     raise FileNotFoundError(f"config file not found: {name_or_path}; shipped experiments: {', '.join(names)}")
 
 
