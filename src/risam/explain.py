@@ -113,8 +113,7 @@ def render_explanation(image: Image.Image, explanation: Explanation, columns: in
 
     height, width = explanation.word_maps.shape[1:]
     small = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
-    mask = np.asarray(Image.fromarray(explanation.prediction.mask).resize((width, height), Image.Resampling.NEAREST))
-    tiles = [(overlay_mask(small, mask), f"mask: {explanation.prediction.text}")]
+    tiles = [(overlay_mask(small, explanation.prediction.mask), f"mask: {explanation.prediction.text}")]
     base = np.asarray(small, dtype=np.float32)
     for word, word_map in zip(explanation.words, explanation.word_maps, strict=True):
         tiles.append((Image.fromarray((0.45 * base + 0.55 * _heat(word_map)).astype(np.uint8)), word))
