@@ -96,7 +96,7 @@ def main() -> None:
         for seed in range(40):
             smalls.append(root / f"small{seed}.jpg")
             write_photo(smalls[-1], 640, 480, seed=seed)
-        predictor = RISAMPredictor.from_checkpoint(root / "model.safetensors")
+        predictor = RISAMPredictor.from_checkpoint(root / "model.safetensors", random_encoders=True)
         with driver(args.driver, predictor) as make:
             segment = make()
             segment(smalls.pop(), "warm up")

@@ -58,7 +58,8 @@ def write_flat_png(path: Path, width: int, height: int) -> None:
 
 def run_segment(weights: Path, image: Path, texts: list[str], out: Path) -> tuple[float, float]:
     """Run ``risam segment`` in a fresh process; (peak RSS in GiB, wall seconds)."""
-    command = ["/usr/bin/time", "-v", *SEGMENT, "segment", "--checkpoint", str(weights), str(image), *texts]
+    command = ["/usr/bin/time", "-v", *SEGMENT, "segment", "--random-encoders", "--checkpoint", str(weights)]
+    command += [str(image), *texts]
     start = time.perf_counter()
     result = subprocess.run([*command, "-o", str(out)], capture_output=True, text=True, check=True)
     wall = time.perf_counter() - start

@@ -12,9 +12,11 @@ from PIL import Image
 from risam import create_model, get_config, save_weights
 from risam.demo import DemoBackend, build_demo
 from risam.demo.app import DISPLAY_SIDE, MAX_EXPRESSIONS, MAX_TEXT_CHARS
+from risam.demo.examples import load_examples
 from risam.explain import explain, render_explanation
 from risam.image_io import load_image
 from risam.predictor import RISAMPredictor
+from risam.registry import SHIPPED_MODEL_LIMITS
 from risam.viz import overlay_mask, shrink_to
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -211,4 +213,39 @@ def test_browser_upload_type_click_shows_the_predictors_overlay(weights, photo):
     finally:
         demo.close()
     expected = expected_overlay(weights, photo, "the dog")
+    np.testing.assert_array_equal(np.asarray(shown.convert("RGB")), np.asarray(expected))
+
+
+@pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_browser_without_a_checkpoint_opens_with_the_shipped_model_and_its_examples():
+    from playwright.sync_api import sync_playwright
+
+    image, sentences = load_examples()[0]
+    demo = build_demo(RISAMPredictor.from_checkpoint(None))  # what `risam demo` with no arguments serves
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            about = " ".join(page.locator("#about").inner_text().split())
+            page.locator("#examples img").first.click()
+            page.locator("#preview img").wait_for(timeout=30_000)
+            page.wait_for_function("document.querySelector('textarea').value.length > 0", timeout=30_000)
+            typed = page.get_by_label("Expressions").input_value()
+            page.click("#segment")
+            overlay = page.locator("#masks img").first
+            overlay.wait_for(timeout=30_000)
+            response = page.request.get(overlay.get_attribute("src"))
+            assert response.ok
+            shown = Image.open(io.BytesIO(response.body()))
+            browser.close()
+    finally:
+        demo.close()
+    assert " ".join(SHIPPED_MODEL_LIMITS.split()) in about
+    assert typed.splitlines() == sentences
+    predictor = RISAMPredictor.from_pretrained()
+    predictor.set_image(image)
+    expected = overlay_mask(load_image(image), predictor.predict(sentences[0]).mask)
     np.testing.assert_array_equal(np.asarray(shown.convert("RGB")), np.asarray(expected))

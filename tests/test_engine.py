@@ -15,6 +15,7 @@ import pytest
 import safetensors.torch
 import torch
 import torch.multiprocessing as mp
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from risam.cli import main
@@ -116,6 +117,8 @@ def test_train_then_evaluate_end_to_end(data_root, tmp_path, capsys):
         assert (checkpoints / name).is_file(), name
     assert (run / "config.yaml").is_file() and (run / "train.csv").is_file() and (run / "eval.csv").is_file()
     assert any((run / "tensorboard").iterdir())
+    with Image.open(run / "learning_curve.png") as curve:
+        assert curve.format == "PNG" and curve.size == (1100, 650)
     state = load_training_state(checkpoints / "last.pt")
     assert state["epoch"] == 2 and state["step_in_epoch"] == 0 and state["global_step"] > 0
     capsys.readouterr()
@@ -261,7 +264,7 @@ def test_written_files_follow_the_umask(data_root, tmp_path, umask):
     finally:
         os.umask(previous)
     written = [run / "checkpoints" / name for name in ("last.pt", "last.safetensors", "best.safetensors")]
-    written += [run / name for name in ("train.csv", "eval.csv", "config.yaml")]
+    written += [run / name for name in ("train.csv", "eval.csv", "config.yaml", "learning_curve.png")]
     written += [tmp_path / "results.json", tmp_path / "results.md"]
     expected = 0o666 & ~umask
     assert {path.name: stat.S_IMODE(path.stat().st_mode) for path in written} == {

@@ -41,7 +41,7 @@ def test_weights_file_holds_only_trainable_parts_and_rebuilds_the_model(tmp_path
 
 def test_loading_without_encoder_files_warns(tmp_path):
     _, path = _trained_tiny(tmp_path)
-    with pytest.warns(UserWarning, match="frozen encoder keeps random weights") as record:
+    with pytest.warns(UserWarning, match="they keep random weights unless you pass") as record:
         create_model(checkpoint=path, pretrained=False)
     messages = " ".join(str(warning.message) for warning in record)
     assert "sam_checkpoint=" in messages and "clip_checkpoint=" in messages

@@ -23,7 +23,16 @@ from risam.errors import InputError
 from risam.image_io import MAX_PIXELS, ImageSource, load_image
 from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.risam import RISAM
-from risam.registry import create_model
+from risam.modeling.state_dict import CheckpointError
+from risam.registry import (
+    DEFAULT_PRETRAINED,
+    SHIPPED_ENCODERS,
+    create_model,
+    missing_encoder_files,
+    pretrained_path,
+    resolve_checkpoint,
+)
+from risam.weights import read_config
 
 MAX_EXPRESSIONS = 100  # expressions per predict call (risam segment); the demo has its own smaller bound
 EXPRESSION_CHUNK = 8  # expressions decoded together
@@ -109,23 +118,46 @@ class RISAMPredictor:
     @classmethod
     def from_checkpoint(
         cls,
-        checkpoint: str | os.PathLike,
+        checkpoint: str | os.PathLike | None = None,
         sam_checkpoint: str | os.PathLike | None = None,
         clip_checkpoint: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         threshold: float = DEFAULT_THRESHOLD,
         encoder_dtype: torch.dtype | None = None,
+        random_encoders: bool = False,
     ) -> RISAMPredictor:
-        """A predictor for a RISAM weights file (the format ``risam evaluate`` takes).
+        """A predictor for a RISAM weights file (the format ``risam evaluate`` takes), or for the name of a
+        shipped model; None is the default shipped model, ``risam_tiny_refshapes``.
 
-        The frozen encoders are kept in ``encoder_dtype``; by default bfloat16 on a GPU (half
-        the memory) and float32 elsewhere.
+        A paper model's file holds only the trainable head: CheckpointError names the SAM and CLIP files it
+        needs unless they are given (``random_encoders=True`` runs it on random frozen encoders, which is
+        for timing and memory measurements only). The frozen encoders are kept in ``encoder_dtype``; by
+        default bfloat16 on a GPU (half the memory) and float32 elsewhere.
         """
-        model = create_model(checkpoint=checkpoint, sam_checkpoint=sam_checkpoint, clip_checkpoint=clip_checkpoint)
+        path = resolve_checkpoint(checkpoint)
+        config = read_config(path)
+        missing = missing_encoder_files(config, sam_checkpoint, clip_checkpoint)
+        if missing and config.name not in SHIPPED_ENCODERS and not random_encoders:
+            raise CheckpointError(
+                f"{path} holds a {config.name} model: only its trained head, not the frozen encoders it was "
+                f"trained on; pass {' and '.join(missing)}"
+            )
+        model = create_model(checkpoint=path, sam_checkpoint=sam_checkpoint, clip_checkpoint=clip_checkpoint)
         model = model.to(device)
         if encoder_dtype is None:
             encoder_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
         return cls(model.store_frozen_encoders(encoder_dtype), threshold=threshold)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str = DEFAULT_PRETRAINED,
+        device: str | torch.device = "cpu",
+        threshold: float = DEFAULT_THRESHOLD,
+    ) -> RISAMPredictor:
+        """A predictor for a trained model that ships in the package (:data:`risam.registry.SHIPPED_MODELS`);
+        it needs no file. ``risam_tiny_refshapes`` knows only RefShapes' world (see its metadata)."""
+        return cls.from_checkpoint(pretrained_path(name), device=device, threshold=threshold)
 
     @torch.no_grad()
     def encode(self, image: ImageSource) -> EncodedImage:

@@ -53,6 +53,16 @@ CLIP_WEIGHTS = {
 _MODELS: dict[str, Callable[[], RISAMConfig]] = {}
 # Encoder weights that ship inside the package (risam/pretrained/), made by a committed command.
 SHIPPED_ENCODERS = {"risam_tiny": "risam_tiny_encoders.safetensors"}
+# Trained RISAM weights that ship inside the package, made by a committed recipe (docs/training.md).
+SHIPPED_MODELS = {"risam_tiny_refshapes": "risam_tiny_refshapes.safetensors"}
+# What segment, explain, the demo and RISAMPredictor.from_pretrained use when given no weights file.
+DEFAULT_PRETRAINED = "risam_tiny_refshapes"
+# The one sentence that says what the shipped model can do; README, --help and the demo page show it.
+SHIPPED_MODEL_LIMITS = (
+    "The built-in model risam_tiny_refshapes knows only RefShapes' world (shapes, colours, textures and "
+    "positions on generated scenes): on a photo it segments whatever looks like a shape. For real photos, "
+    "train a paper config (e.g. risam train --config refcoco) with the official SAM and CLIP files."
+)
 
 
 def register_model(builder: Callable[[], RISAMConfig]) -> Callable[[], RISAMConfig]:
@@ -176,15 +186,58 @@ def create_model(
         model.text_encoder.load_clip_checkpoint(clip_checkpoint)
     if checkpoint is not None:
         model.load_trainable_state_dict(state_dict, source=str(checkpoint))
-        for part, given in (("image_encoder", sam_checkpoint), ("text_encoder", clip_checkpoint)):
-            if part in model.frozen_parts and given is None and not shipped:
-                warnings.warn(
-                    f"{checkpoint} was trained on pretrained {part.replace('_', ' ')} weights that it does not "
-                    f"hold; pass {'sam' if part == 'image_encoder' else 'clip'}_checkpoint=... or the frozen "
-                    "encoder keeps random weights",
-                    stacklevel=2,
-                )
+        missing = [] if shipped else missing_encoder_files(config, sam_checkpoint, clip_checkpoint)
+        if missing:
+            warnings.warn(
+                f"{checkpoint} holds a {config.name} model trained on frozen encoders that it does not hold; "
+                f"they keep random weights unless you pass {' and '.join(missing)}",
+                stacklevel=2,
+            )
     return model
+
+
+def pretrained_path(name: str) -> Path:
+    """The weights file of the shipped trained model ``name`` (:data:`SHIPPED_MODELS`) inside the package."""
+    if name not in SHIPPED_MODELS:
+        raise ConfigError(f"no shipped model {name!r}; shipped models: {', '.join(sorted(SHIPPED_MODELS))}")
+    return Path(__file__).parent / "pretrained" / SHIPPED_MODELS[name]
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
+    """The weights file a command uses: the default shipped model for None, a shipped model for its name
+    (unless a file of that name exists), else ``checkpoint`` itself."""
+    if checkpoint is None:
+        return pretrained_path(DEFAULT_PRETRAINED)
+    if str(checkpoint) in SHIPPED_MODELS and not Path(checkpoint).exists():
+        return pretrained_path(str(checkpoint))
+    return Path(checkpoint)
+
+
+def missing_encoder_files(
+    config: RISAMConfig,
+    sam_checkpoint: str | os.PathLike | None = None,
+    clip_checkpoint: str | os.PathLike | None = None,
+) -> list[str]:
+    """The frozen encoder files a model of ``config`` was trained on that neither the package ships nor the
+    caller gave, each as "<option> <file> (<where it comes from>)"; [] when nothing is missing.
+
+    A weights file holds only the trainable parts, so a paper model needs the official SAM and CLIP files
+    back to predict anything meaningful. (The encoders that ship in the package are not counted here.)
+    """
+    missing = []
+    image, text = config.image_encoder, config.text_encoder
+    if image.freeze and sam_checkpoint is None:
+        official = SAM_WEIGHTS.get(image.variant)
+        if image.family == "timm":
+            source = f"the timm weights of {image.backbone}"
+        else:
+            source = f"{official.file_name} from {official.url}" if official else f"the {image.variant} encoder weights"
+        missing.append(f"--sam-checkpoint / sam_checkpoint= {source}")
+    if text.freeze and clip_checkpoint is None:
+        official = CLIP_WEIGHTS.get(text.variant)
+        source = f"{official.file_name} from {official.url}" if official else f"the {text.variant} encoder weights"
+        missing.append(f"--clip-checkpoint / clip_checkpoint= {source}")
+    return missing
 
 
 def shipped_encoders_path(name: str) -> Path:

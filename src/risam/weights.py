@@ -3,7 +3,9 @@
 A RISAM weights file is a safetensors file. Its tensors are
 :meth:`RISAM.trainable_state_dict`; its metadata holds ``format``, ``risam_version`` and
 ``config`` (the JSON of :class:`RISAMConfig`). Frozen encoder weights are not stored: they
-come from the official SAM and CLIP files.
+come from the official SAM and CLIP files. A file made by ``risam export`` also records how it
+was made (:data:`RECORD_KEYS`: the experiment, the command, the seed, the results per split as
+JSON and the cost).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import safetensors
@@ -24,16 +27,32 @@ from risam.version import __version__
 
 WEIGHTS_FORMAT = "risam.weights/1"
 ENCODERS_FORMAT = "risam.encoders/1"
+RECORD_KEYS = ("experiment", "command", "seed", "results", "cost")
 
 
-def save_weights(state_dict: dict[str, torch.Tensor], config: RISAMConfig, path: str | os.PathLike) -> None:
-    """Write ``state_dict`` and ``config`` to ``path`` atomically (temp file, then rename)."""
+def save_weights(
+    state_dict: dict[str, torch.Tensor],
+    config: RISAMConfig,
+    path: str | os.PathLike,
+    record: Mapping[str, str] | None = None,
+) -> None:
+    """Write ``state_dict`` and ``config`` to ``path`` atomically (temp file, then rename), with ``record``
+    (keys from :data:`RECORD_KEYS`, string values) in the metadata."""
     metadata = {
         "format": WEIGHTS_FORMAT,
         "risam_version": __version__,
         "config": json.dumps(config.to_dict()),
     }
+    unknown = sorted(set(record or {}) - set(RECORD_KEYS))
+    if unknown:
+        raise ValueError(f"record keys {unknown} are not among {RECORD_KEYS}")
+    metadata.update(record or {})
     atomic_save_safetensors(state_dict, path, metadata)
+
+
+def weights_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a RISAM weights file: format, version, config and, if recorded, :data:`RECORD_KEYS`."""
+    return _metadata(path, WEIGHTS_FORMAT, "RISAM weights file")
 
 
 def _metadata(path: str | os.PathLike, expected_format: str, what: str) -> dict[str, str]:

@@ -30,10 +30,12 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from risam.demo.examples import EXAMPLES_DIR, load_examples
 from risam.errors import InputError
 from risam.explain import explain, render_explanation
 from risam.image_io import load_image
 from risam.predictor import EncodedImage, RISAMPredictor, check_expressions
+from risam.registry import SHIPPED_MODEL_LIMITS
 from risam.viz import overlay_mask, shrink_to
 
 MAX_UPLOAD_BYTES = 20_000_000
@@ -160,10 +162,13 @@ class DemoBackend:
 
 
 def build_demo(predictor: RISAMPredictor, max_upload_bytes: int = MAX_UPLOAD_BYTES) -> gr.Blocks:
-    """The demo page: an image upload, a box for expressions (one per line), overlays, scores and
-    the per-word attention maps of the first expression; requests queued as the module says."""
+    """The demo page: an image upload, a gallery of RefShapes examples (a click loads the image and its
+    suggested sentences), a box for expressions (one per line), overlays, scores and the per-word
+    attention maps of the first expression; requests queued as the module says."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     backend = DemoBackend(predictor, max_upload_bytes)
+    examples = load_examples()
+    gr.set_static_paths([EXAMPLES_DIR])
     limits = (
         f"Images up to {predictor.max_pixels:,} pixels and {max_upload_bytes:,} bytes are shown and segmented "
         f"at most {DISPLAY_SIDE} px on the long side (boxes and pixel counts are in those pixels); up to "
@@ -172,7 +177,9 @@ def build_demo(predictor: RISAMPredictor, max_upload_bytes: int = MAX_UPLOAD_BYT
     )
     with gr.Blocks(title="RISAM referring segmentation", analytics_enabled=False) as demo:
         gr.Markdown(
-            "# RISAM\nUpload an image, describe regions in it (one expression per line), press Segment.\n\n" + limits
+            "# RISAM\nUpload an image or pick an example, describe regions in it (one expression per line), "
+            f"press Segment.\n\n{SHIPPED_MODEL_LIMITS}\n\n{limits}",
+            elem_id="about",
         )
         with gr.Row():
             with gr.Column():
@@ -182,26 +189,44 @@ def build_demo(predictor: RISAMPredictor, max_upload_bytes: int = MAX_UPLOAD_BYT
                     label="Expressions", lines=3, placeholder="the dog on the sofa", max_length=MAX_TEXT_CHARS
                 )
                 button = gr.Button("Segment", variant="primary", elem_id="segment")
+                gallery = gr.Gallery(
+                    value=[(str(path), sentences[0]) for path, sentences in examples],
+                    label="RefShapes examples: click one for its image and suggested sentences",
+                    columns=len(examples),
+                    allow_preview=False,
+                    interactive=False,
+                    elem_id="examples",
+                )
             with gr.Column():
-                gallery = gr.Gallery(label="Masks", format="png", columns=2, elem_id="masks")
+                masks = gr.Gallery(label="Masks", format="png", columns=2, elem_id="masks")
                 scores = gr.JSON(label="Scores and boxes")
                 attention = gr.Image(label="Attention of each word (first expression)", type="pil", format="png")
+
+        def choose_example(selected: gr.SelectData) -> tuple[str, Image.Image | None, str]:
+            path, sentences = examples[selected.index]
+            return str(path), backend.upload(str(path)), "\n".join(sentences)
+
+        gallery.select(choose_example, inputs=None, outputs=[upload, preview, expressions])
         upload.upload(backend.upload, inputs=upload, outputs=preview)
-        outputs = [gallery, scores, attention]
+        outputs = [masks, scores, attention]
         button.click(backend.segment, inputs=[upload, expressions], outputs=outputs)
         expressions.submit(backend.segment, inputs=[upload, expressions], outputs=outputs)
     return demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
 
 def launch_demo(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | None = None,
     sam_checkpoint: str | os.PathLike | None = None,
     clip_checkpoint: str | os.PathLike | None = None,
     host: str = "127.0.0.1",
     port: int = 7860,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    random_encoders: bool = False,
 ) -> None:
-    """Serve the demo for a RISAM weights file at http://host:port until interrupted (no share link)."""
-    predictor = RISAMPredictor.from_checkpoint(checkpoint, sam_checkpoint, clip_checkpoint)
+    """Serve the demo at http://host:port until interrupted (no share link), for a RISAM weights file or a
+    shipped model's name (None: the built-in ``risam_tiny_refshapes``)."""
+    predictor = RISAMPredictor.from_checkpoint(
+        checkpoint, sam_checkpoint, clip_checkpoint, random_encoders=random_encoders
+    )
     demo = build_demo(predictor, max_upload_bytes)
     demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, max_file_size=max_upload_bytes)

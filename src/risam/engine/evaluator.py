@@ -23,7 +23,7 @@ from risam.files import atomic_write_json, atomic_write_text
 from risam.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
 from risam.metrics import MetricAccumulator, results_table
 from risam.modeling.risam import RISAM
-from risam.registry import create_model
+from risam.registry import create_model, resolve_checkpoint
 from risam.weights import read_config
 
 
@@ -97,12 +97,14 @@ def evaluate_model(
 def run_evaluation(
     config: ExperimentConfig, checkpoint: str | os.PathLike, split: str, output: str | os.PathLike | None = None
 ) -> dict[str, Any]:
-    """Evaluate the RISAM weights file ``checkpoint`` on ``split`` of the configured dataset.
+    """Evaluate the RISAM weights file ``checkpoint`` (or a shipped model's name) on ``split`` of the
+    configured dataset.
 
     The architecture comes from the checkpoint, the encoder files and data from ``config``.
     Rank 0 writes ``output`` (JSON, fractions) and, next to it, the same as a markdown table
     in percent (``.md``). Returns the results.
     """
+    checkpoint = resolve_checkpoint(checkpoint)
     context = init_distributed()
     model = create_model(
         checkpoint=checkpoint,

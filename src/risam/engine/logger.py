@@ -33,6 +33,14 @@ def _keep_rows(path: Path, keep: Callable[[dict[str, str]], bool]) -> None:
         writer.writerows(kept)
 
 
+def _header(path: Path) -> list[str] | None:
+    """The column names on the first line of the CSV file ``path``; None when it is missing or empty."""
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), None)
+
+
 def _at_most(value: str, limit: int) -> bool:
     """Whether the CSV cell ``value`` is an integer <= ``limit`` (False for anything else: a torn row)."""
     try:
@@ -73,11 +81,14 @@ class TrainingLogger:
         self._writer = SummaryWriter(log_dir=str(self.output_dir / "tensorboard"), purge_step=step + 1)
 
     def _append(self, name: str, row: dict[str, Any]) -> None:
+        """Append ``row`` to the CSV file ``name``. A new (or empty) file gets ``row``'s keys as its header; an
+        existing one keeps its own, so that all rows of a run have the same columns: keys it lacks are dropped
+        (they still reach TensorBoard) and its columns that ``row`` lacks are left empty."""
         path = self.output_dir / name
-        new = not path.exists()
+        header = _header(path)
         with open(path, "a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new:
+            writer = csv.DictWriter(handle, fieldnames=header or list(row), restval="", extrasaction="ignore")
+            if header is None:
                 writer.writeheader()
             writer.writerow(row)
 
@@ -88,9 +99,13 @@ class TrainingLogger:
             self.writer.add_scalar(f"train/{key}", value, step)
 
     def log_eval(self, step: int, epoch: int, results: dict[str, Any]) -> None:
-        """One evaluation's overall IoU, mean IoU and Pr@X."""
+        """One evaluation's overall IoU, mean IoU, Pr@X and, when the results hold them (RefShapes) and they are
+        not None, ``grounding_gap`` and ``sentence_free_baseline``."""
         values = {"overall_iou": results["overall_iou"], "mean_iou": results["mean_iou"]}
         values.update({f"pr@{key}": value for key, value in results["precision"].items()})
+        values.update(
+            {key: results[key] for key in ("grounding_gap", "sentence_free_baseline") if results.get(key) is not None}
+        )
         self._append("eval.csv", {"step": step, "epoch": epoch, **values})
         for key, value in values.items():
             self.writer.add_scalar(f"val/{key}", value, step)

@@ -5,7 +5,7 @@ sentences; the loss (Eq. 12) is computed on the logits upsampled to the input si
 frozen encoders stay in eval mode under no_grad. Checkpoints (``checkpoints/last.pt``) hold
 the trainable weights, the optimizer, the data position and the RNG states, so ``--resume``
 continues exactly where a run stopped; ``best.safetensors`` and ``last.safetensors`` hold
-the weights for ``risam evaluate``.
+the weights for ``risam evaluate``; ``learning_curve.png`` plots the evaluations so far.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from risam.engine.distributed import DistributedContext, all_reduce_sum, barrier
 from risam.engine.evaluator import evaluate_model
 from risam.engine.experiment import build_dataset, build_experiment_model, place_model
 from risam.engine.feature_cache import CachedBatch, FeatureCache
+from risam.engine.learning_curve import write_learning_curve
 from risam.engine.logger import TrainingLogger
 from risam.files import remove_stale_temporaries
 from risam.losses import risam_loss
@@ -292,6 +293,8 @@ class Trainer:
                 results = self.evaluate()
                 if self.logger:
                     self.logger.log_eval(self.global_step, self.epoch, results)
+                    title = f"{config.model.name} on {config.data.dataset}: validation on {config.data.val_split}"
+                    write_learning_curve(self.output_dir, results, title=title)
                 if results["overall_iou"] > self.best_iou:
                     self.best_iou = results["overall_iou"]
                     if self.context.is_main:

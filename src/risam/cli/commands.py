@@ -1,0 +1,193 @@
+"""What each ``risam`` subcommand runs: ``run_<command>(args)`` returns the exit code.
+
+Imports happen inside each function, so that a command loads only what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from risam.cli.text import argument_text, terminal_safe
+
+if TYPE_CHECKING:
+    from risam.predictor import RISAMPredictor
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from risam.info import format_info, model_info
+
+    info = model_info(args.model)
+    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    return 0
+
+
+def run_data_synth(args: argparse.Namespace) -> int:
+    from risam.data.refshapes import generate_refshapes
+
+    summary = generate_refshapes(args.out, num_images=args.images, seed=args.seed, progress=True)
+    print(json.dumps({"out": str(args.out), "splits": summary}, indent=2))
+    return 0
+
+
+def run_data_check(args: argparse.Namespace) -> int:
+    from risam.data.check import check_data_root
+
+    report = check_data_root(args.root, args.dataset, image_root=args.image_root)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from risam.config.experiment import load_config
+    from risam.engine.trainer import train
+
+    results = train(load_config(args.config, args.set), resume=args.resume)
+    if results:
+        print(json.dumps(results, indent=2))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from risam.config.experiment import load_config
+    from risam.engine.evaluator import run_evaluation
+    from risam.metrics import results_table
+
+    results = run_evaluation(load_config(args.config, args.set), args.checkpoint, args.split, args.output)
+    print(results_table(results))
+    return 0
+
+
+def run_ablate(args: argparse.Namespace) -> int:
+    from risam.ablation import ablation_markdown, describe_variants, list_variants, run_ablation
+    from risam.config import ConfigError
+    from risam.config.experiment import load_config
+
+    config = load_config(args.config, args.set)
+    if args.list:
+        print(describe_variants(config))
+        return 0
+    if args.variants is None:
+        raise ConfigError(f"--variants is required, comma-separated, from: {', '.join(list_variants())}")
+    out = args.out if args.out is not None else Path(config.train.output_dir) / "ablation"
+    table = run_ablation(config, args.variants, out, split=args.split)
+    print(ablation_markdown(table))
+    print(f"written to {out / 'ablation.json'} and {out / 'ablation.md'}")
+    return 0
+
+
+def run_quickstart(args: argparse.Namespace) -> int:
+    from risam.quickstart import quickstart
+
+    results = quickstart(args.out, **({"num_images": args.images} if args.images else {}), seed=args.seed)
+    print(
+        f"overall IoU on RefShapes val: {100 * results['overall_iou']:.2f}% (sentence-free baseline "
+        f"{100 * results['sentence_free_baseline']:.2f}%, grounding gap {100 * (results['grounding_gap'] or 0):.2f} "
+        f"points; written to {args.out})"
+    )
+    return 0
+
+
+def run_pretrain_tiny(args: argparse.Namespace) -> int:
+    from risam.pretrain.command import pretrain_tiny
+
+    path = pretrain_tiny(
+        args.out, seed=args.seed, num_images=args.images, image_steps=args.image_steps, text_steps=args.text_steps
+    )
+    print(f"tiny encoders written to {path}")
+    return 0
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from risam.errors import InputError
+    from risam.image_io import load_image
+    from risam.predictor import MAX_EXPRESSIONS, check_expressions
+    from risam.segment_output import SegmentationWriter
+
+    expressions = [argument_text(text) for text in args.expressions]
+    check_expressions(expressions, MAX_EXPRESSIONS)
+    if args.output.exists() and not args.output.is_dir():
+        raise InputError(f"-o {args.output}: exists and is not a folder; give a folder for the masks and overlays")
+    predictor = _predictor(args, threshold=args.threshold)
+    image = load_image(args.image)
+    predictor.set_image(image)
+    writer = SegmentationWriter(image, args.output)
+    for start in range(0, len(expressions), predictor.expression_chunk):
+        chunk = predictor.predict(expressions[start : start + predictor.expression_chunk])
+        for record in writer.add(chunk):
+            print(terminal_safe(f"{record['score']:.3f}  {record['bbox']}  {record['text']}"))
+    writer.finish(str(args.image), _model_label(args))
+    return 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from risam.errors import InputError
+    from risam.explain import explain, render_explanation
+    from risam.files import atomic_path
+    from risam.image_io import load_image
+
+    if args.output.is_dir():
+        raise InputError(f"{args.output}: is a folder; give the figure's file name, e.g. figure.png")
+    predictor = _predictor(args)
+    image = load_image(args.image)
+    predictor.set_image(image)
+    expression = argument_text(args.expression)
+    result = explain(predictor, expression, pixel=tuple(args.pixel) if args.pixel else None, block=args.block)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.output) as temporary:
+        render_explanation(image, result).save(temporary, format="PNG")
+    weights = ", ".join(f"{w}={v:.2f}" for w, v in zip(result.words, result.word_weights, strict=True))
+    print(terminal_safe(f"wrote {args.output}; word weights at {result.pixel}: {weights}"))
+    return 0
+
+
+def run_convert_clip(args: argparse.Namespace) -> int:
+    from risam.modeling.text_encoder import convert_clip_checkpoint
+
+    if args.run_torchscript:
+        print(f"running the TorchScript code in {args.source} to read it (--run-torchscript)", file=sys.stderr)
+    count = convert_clip_checkpoint(args.source, args.destination, run_torchscript=args.run_torchscript)
+    print(f"wrote {count} text-tower tensors of {args.source} to {args.destination}")
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from risam.demo import launch_demo
+
+    launch_demo(
+        args.checkpoint,
+        args.sam_checkpoint,
+        args.clip_checkpoint,
+        random_encoders=args.random_encoders,
+        host=args.host,
+        port=args.port,
+        max_upload_bytes=args.max_upload_bytes,
+    )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from risam.engine.export import export_run
+
+    record = export_run(args.run_dir, args.output, weights=args.weights, command=args.recorded_command, cost=args.cost)
+    print(f"wrote {args.output}: the {args.weights} weights of {args.run_dir}, with " + ", ".join(sorted(record)))
+    return 0
+
+
+def _predictor(args: argparse.Namespace, **options: float) -> RISAMPredictor:
+    """The predictor of ``--checkpoint`` (a file, a shipped model's name, or the built-in default)."""
+    from risam.predictor import RISAMPredictor
+
+    return RISAMPredictor.from_checkpoint(
+        args.checkpoint, args.sam_checkpoint, args.clip_checkpoint, random_encoders=args.random_encoders, **options
+    )
+
+
+def _model_label(args: argparse.Namespace) -> str:
+    """The weights a command used, as written in its outputs: the file, or the shipped model's name."""
+    from risam.registry import DEFAULT_PRETRAINED
+
+    return str(args.checkpoint) if args.checkpoint is not None else DEFAULT_PRETRAINED

@@ -1,0 +1,219 @@
+"""The arguments of every ``risam`` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import NoReturn
+
+from risam.cli.commands import (
+    run_ablate,
+    run_convert_clip,
+    run_data_check,
+    run_data_synth,
+    run_demo,
+    run_evaluate,
+    run_explain,
+    run_export,
+    run_info,
+    run_pretrain_tiny,
+    run_quickstart,
+    run_segment,
+    run_train,
+)
+from risam.cli.text import terminal_safe
+from risam.config import DEFAULT_THRESHOLD
+from risam.data.catalog import DATASETS
+from risam.registry import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, list_models
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {terminal_safe(message)} (see {self.prog} --help)\n")
+
+
+def _threshold(text: str) -> float:
+    """``--threshold``: a probability strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a probability strictly between 0 and 1")
+    return value
+
+
+def _png_path(text: str) -> Path:
+    """``-o`` of a figure: a file name ending in .png."""
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text!r}: the figure is a PNG; give a file name ending in .png")
+    return path
+
+
+def _add_model_files(parser: argparse.ArgumentParser) -> None:
+    """The weights file of a trained model and the encoder files it was trained on."""
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help=f"RISAM weights (.safetensors) or a shipped model's name (default: the built-in {DEFAULT_PRETRAINED})",
+    )
+    parser.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
+    parser.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
+    parser.add_argument(
+        "--random-encoders",
+        action="store_true",
+        help="run a paper model without its SAM and CLIP files, on random frozen encoders: for timing and "
+        "memory measurements only, its masks mean nothing",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``risam`` subcommand."""
+    parser = _Parser(prog="risam", description="Referring image segmentation with RISAM.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="a model's parts, parameter counts and input settings")
+    info.add_argument("model", nargs="?", default="risam_vit_h", choices=list_models(), help="registered model")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(run=run_info)
+
+    overrides = {"action": "append", "default": [], "metavar": "KEY=VALUE", "help": "override a config value"}
+    train = commands.add_parser("train", help="train a model (torchrun for several processes)")
+    train.add_argument("--config", required=True, help="experiment YAML, or a shipped name such as refcoco")
+    train.add_argument("--set", **overrides)
+    train.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.pt")
+    train.set_defaults(run=run_train)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a RISAM weights file on a split")
+    evaluate.add_argument("--config", required=True, help="experiment YAML, or a shipped name")
+    evaluate.add_argument(
+        "--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors) or a shipped model's name"
+    )
+    evaluate.add_argument("--split", required=True, help="split to evaluate, e.g. val, testA")
+    evaluate.add_argument("--output", type=Path, default=None, help="results JSON (a .md table is written beside)")
+    evaluate.add_argument("--set", **overrides)
+    evaluate.set_defaults(run=run_evaluate)
+
+    ablate = commands.add_parser(
+        "ablate", help="train and evaluate the paper's ablations and baselines alike, and tabulate them"
+    )
+    ablate.add_argument("--config", required=True, help="experiment YAML, or a shipped name such as refcoco")
+    ablate.add_argument("--variants", default=None, help="comma-separated variant names, e.g. full,no_fe,conv_fusion")
+    ablate.add_argument("--set", **overrides)
+    ablate.add_argument("--out", type=Path, default=None, help="output folder (default: TRAIN.OUTPUT_DIR/ablation)")
+    ablate.add_argument("--split", default=None, help="split to evaluate (default: the config's val split)")
+    ablate.add_argument("--list", action="store_true", help="list the variants with their trainable parameters")
+    ablate.set_defaults(run=run_ablate)
+
+    quick = commands.add_parser(
+        "quickstart",
+        help="generate RefShapes, train risam_tiny's head on its frozen shipped encoders, evaluate, draw overlays",
+    )
+    quick.add_argument("--out", type=Path, default=Path("risam-quickstart"), help="output folder")
+    quick.add_argument("--images", type=int, default=None, help="RefShapes images to generate (default 1000)")
+    quick.add_argument("--seed", type=int, default=0, help="random seed")
+    quick.set_defaults(run=run_quickstart)
+
+    from risam.pretrain.defaults import DEFAULT_IMAGE_STEPS, DEFAULT_IMAGES, DEFAULT_SEED, DEFAULT_TEXT_STEPS
+
+    pretrain = commands.add_parser(
+        "pretrain-tiny",
+        help="pretrain risam_tiny's image and text encoders on generated RefShapes (the weights the package ships)",
+    )
+    pretrain.add_argument("--out", type=Path, required=True, help="output folder (a rerun resumes finished stages)")
+    pretrain.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"generator and training seed (default {DEFAULT_SEED})"
+    )
+    pretrain.add_argument("--images", type=int, default=DEFAULT_IMAGES, help=f"scenes (default {DEFAULT_IMAGES})")
+    pretrain.add_argument(
+        "--image-steps", type=int, default=DEFAULT_IMAGE_STEPS, help=f"image steps (default {DEFAULT_IMAGE_STEPS})"
+    )
+    pretrain.add_argument(
+        "--text-steps", type=int, default=DEFAULT_TEXT_STEPS, help=f"text steps (default {DEFAULT_TEXT_STEPS})"
+    )
+    pretrain.set_defaults(run=run_pretrain_tiny)
+
+    segment = commands.add_parser(
+        "segment",
+        help="segment expressions in an image: mask PNGs, overlays, JSON",
+        description="Segment the regions that expressions describe. " + SHIPPED_MODEL_LIMITS,
+    )
+    _add_model_files(segment)
+    segment.add_argument("image", type=Path, help="image file")
+    segment.add_argument("expressions", nargs="+", help="one or more expressions (at most 100 per call)")
+    segment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    segment.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=DEFAULT_THRESHOLD,
+        help=f"sigmoid threshold, in (0, 1) (default {DEFAULT_THRESHOLD})",
+    )
+    segment.set_defaults(run=run_segment)
+
+    explain = commands.add_parser(
+        "explain",
+        help="per-word attention maps and word weights at a pixel, as a figure",
+        description="Draw what each word attends to in the image. " + SHIPPED_MODEL_LIMITS,
+    )
+    _add_model_files(explain)
+    explain.add_argument("image", type=Path, help="image file")
+    explain.add_argument("expression", help="the expression")
+    explain.add_argument("-o", "--output", type=_png_path, required=True, help="figure file (.png)")
+    explain.add_argument("--pixel", type=int, nargs=2, metavar=("X", "Y"), help="default: the mask's centre")
+    explain.add_argument("--block", type=int, default=-1, help="Mutual-Aware Attention block (default: last)")
+    explain.set_defaults(run=run_explain)
+
+    convert = commands.add_parser(
+        "convert-clip", help="write a CLIP checkpoint's text tower to safetensors (once, for files risam won't read)"
+    )
+    convert.add_argument("source", type=Path, help="CLIP checkpoint (.pt, .pth, .bin, .safetensors)")
+    convert.add_argument("destination", type=Path, help="text tower to write (.safetensors)")
+    convert.add_argument(
+        "--run-torchscript",
+        action="store_true",
+        help="for a TorchScript archive that risam refuses to read: load it with torch.jit, running its code. "
+        "Only for files you trust",
+    )
+    convert.set_defaults(run=run_convert_clip)
+
+    demo = commands.add_parser(
+        "demo",
+        help="serve the web demo (needs the 'demo' extra)",
+        description="Serve a web page that segments expressions in uploaded or example images. " + SHIPPED_MODEL_LIMITS,
+    )
+    _add_model_files(demo)
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    demo.add_argument("--max-upload-bytes", type=int, default=20_000_000, help="largest accepted upload")
+    demo.set_defaults(run=run_demo)
+
+    export = commands.add_parser(
+        "export", help="a finished run's weights as one file that records its recipe, command, seed and results"
+    )
+    export.add_argument("run_dir", metavar="RUN", type=Path, help="the run's output folder (train.output_dir)")
+    export.add_argument("output", type=Path, help="weights file to write (.safetensors)")
+    export.add_argument("--weights", choices=("last", "best"), default="last", help="which weights (default last)")
+    export.add_argument(
+        "--command", dest="recorded_command", default=None, help="the commands that made the run, to record"
+    )
+    export.add_argument("--cost", default=None, help="what the run cost, to record (e.g. 1 h 50 min on 2 CPU cores)")
+    export.set_defaults(run=run_export)
+
+    data = commands.add_parser("data", help="datasets: generate RefShapes, check a data root")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
+    synth = data_commands.add_parser("synth", help="write the RefShapes synthetic benchmark in REFER formats")
+    synth.add_argument("--out", type=Path, required=True, help="data root to write")
+    synth.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.set_defaults(run=run_data_synth)
+    check = data_commands.add_parser("check", help="validate a data root and print counts per split")
+    check.add_argument("root", type=Path, help="data root (REFER layout)")
+    check.add_argument("--dataset", required=True, choices=list(DATASETS), help="dataset to check")
+    check.add_argument("--image-root", type=Path, default=None, help="image folder, if not under the root")
+    check.set_defaults(run=run_data_check)
+    return parser

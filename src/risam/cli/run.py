@@ -1,0 +1,49 @@
+"""``main``: run a ``risam`` subcommand; every error becomes one readable line and an exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from risam.cli.parser import build_parser
+from risam.cli.text import terminal_safe
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``risam`` with ``argv`` (default: the process arguments); returns the exit code.
+
+    Bad input (a file, image, expression, config, checkpoint or argument that cannot be used,
+    a file that cannot be read or written) prints one readable line to stderr and returns 2,
+    never a traceback. An unexpected failure prints one line naming it and returns 1; set
+    RISAM_TRACEBACK=1 to see its traceback.
+    """
+    from risam.errors import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (InputError, OSError) as error:
+        print(f"risam {args.command}: error: {terminal_safe(_one_line(error))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"risam {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if os.environ.get("RISAM_TRACEBACK"):
+            raise
+        message = f"{type(error).__name__}: {error}"
+        print(
+            f"risam {args.command}: internal error: {terminal_safe(message)} "
+            "(rerun with RISAM_TRACEBACK=1 for the traceback, and report it)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _one_line(error: Exception) -> str:
+    """The message of ``error``; for an OSError, its file and the reason (``x.png: Permission denied``)."""
+    if isinstance(error, OSError) and error.strerror:
+        names = [str(name) for name in (error.filename, error.filename2) if name is not None]
+        return f"{' -> '.join(names)}: {error.strerror}" if names else error.strerror
+    return str(error)
