@@ -193,6 +193,7 @@ def build_demo(predictor: RISAMPredictor, max_upload_bytes: int = MAX_UPLOAD_BYT
                     value=[(str(path), sentences[0]) for path, sentences in examples],
                     label="RefShapes examples: click one for its image and suggested sentences",
                     columns=len(examples),
+                    height=230,
                     allow_preview=False,
                     interactive=False,
                     elem_id="examples",
