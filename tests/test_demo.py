@@ -1,3 +1,4 @@
+import contextlib
 import io
 import socket
 import threading
@@ -16,7 +17,7 @@ from risam.demo.examples import load_examples
 from risam.explain import explain, render_explanation
 from risam.image_io import load_image
 from risam.predictor import RISAMPredictor
-from risam.registry import SHIPPED_MODEL_LIMITS
+from risam.registry import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, pretrained_path
 from risam.viz import overlay_mask, shrink_to
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -188,11 +189,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium")
-def test_browser_upload_type_click_shows_the_predictors_overlay(weights, photo):
+needs_chromium = pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium")
+
+
+@contextlib.contextmanager
+def served_page(predictor: RISAMPredictor):
+    """A Chromium page on the demo of ``predictor``, served on a free local port for the block."""
     from playwright.sync_api import sync_playwright
 
-    demo = build_demo(RISAMPredictor.from_checkpoint(weights))
+    demo = build_demo(predictor)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
     try:
@@ -200,52 +205,44 @@ def test_browser_upload_type_click_shows_the_predictors_overlay(weights, photo):
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(f"http://127.0.0.1:{port}/")
-            page.set_input_files("#upload input[type=file]", str(photo))
-            page.locator("#preview img").wait_for(timeout=30_000)
-            page.get_by_label("Expressions").fill("the dog")
-            page.click("#segment")
-            overlay = page.locator("#masks img").first
-            overlay.wait_for(timeout=30_000)
-            response = page.request.get(overlay.get_attribute("src"))
-            assert response.ok
-            shown = Image.open(io.BytesIO(response.body()))
+            yield page
             browser.close()
     finally:
         demo.close()
+
+
+def segment_and_fetch_first_overlay(page) -> Image.Image:
+    """Press Segment and download the first overlay the page shows."""
+    page.click("#segment")
+    overlay = page.locator("#masks img").first
+    overlay.wait_for(timeout=30_000)
+    response = page.request.get(overlay.get_attribute("src"))
+    assert response.ok
+    return Image.open(io.BytesIO(response.body()))
+
+
+@needs_chromium
+def test_browser_upload_type_click_shows_the_predictors_overlay(weights, photo):
+    with served_page(RISAMPredictor.from_checkpoint(weights)) as page:
+        page.set_input_files("#upload input[type=file]", str(photo))
+        page.locator("#preview img").wait_for(timeout=30_000)
+        page.get_by_label("Expressions").fill("the dog")
+        shown = segment_and_fetch_first_overlay(page)
     expected = expected_overlay(weights, photo, "the dog")
     np.testing.assert_array_equal(np.asarray(shown.convert("RGB")), np.asarray(expected))
 
 
-@pytest.mark.skipif(not CHROMIUM.is_file(), reason="needs Debian's chromium at /usr/bin/chromium")
+@needs_chromium
 def test_browser_without_a_checkpoint_opens_with_the_shipped_model_and_its_examples():
-    from playwright.sync_api import sync_playwright
-
     image, sentences = load_examples()[0]
-    demo = build_demo(RISAMPredictor.from_checkpoint(None))  # what `risam demo` with no arguments serves
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
-    try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            page = browser.new_page()
-            page.goto(f"http://127.0.0.1:{port}/")
-            about = " ".join(page.locator("#about").inner_text().split())
-            page.locator("#examples img").first.click()
-            page.locator("#preview img").wait_for(timeout=30_000)
-            page.wait_for_function("document.querySelector('textarea').value.length > 0", timeout=30_000)
-            typed = page.get_by_label("Expressions").input_value()
-            page.click("#segment")
-            overlay = page.locator("#masks img").first
-            overlay.wait_for(timeout=30_000)
-            response = page.request.get(overlay.get_attribute("src"))
-            assert response.ok
-            shown = Image.open(io.BytesIO(response.body()))
-            browser.close()
-    finally:
-        demo.close()
+    with served_page(RISAMPredictor.from_checkpoint(None)) as page:  # what `risam demo` with no arguments serves
+        about = " ".join(page.locator("#about").inner_text().split())
+        page.locator("#examples img").first.click()
+        page.locator("#preview img").wait_for(timeout=30_000)
+        page.wait_for_function("document.querySelector('textarea').value.length > 0", timeout=30_000)
+        typed = page.get_by_label("Expressions").input_value()
+        shown = segment_and_fetch_first_overlay(page)
     assert " ".join(SHIPPED_MODEL_LIMITS.split()) in about
     assert typed.splitlines() == sentences
-    predictor = RISAMPredictor.from_pretrained()
-    predictor.set_image(image)
-    expected = overlay_mask(load_image(image), predictor.predict(sentences[0]).mask)
+    expected = expected_overlay(pretrained_path(DEFAULT_PRETRAINED), image, sentences[0])
     np.testing.assert_array_equal(np.asarray(shown.convert("RGB")), np.asarray(expected))
