@@ -24,7 +24,7 @@ from risam.weights import RECORD_KEYS, load_weights, weights_metadata
 # sentences), a sample of the kind of 1,000 val images the recorded number comes from. Over 5,000 random
 # 100-image subsets of that val split, the shipped model's overall IoU had a standard deviation of 1.8
 # points, 99.9% of them lay within 6.0 points of the full split's and none beyond 6.8, so 7 points is
-# the tolerance of the reproduction.
+# the tolerance of the reproduction (python -m benchmarks.val_sample_spread --data <its data> --sample 100).
 CHECK_IMAGES = 1000
 CHECK_SEED = 3
 CHECK_TOLERANCE = 0.07
