@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from risam.modeling.build import build_model
 from risam.modeling.slots import DECODER, ENHANCEMENT, FUSION, IMAGE_ENCODER
+from risam.precision import choose_precision
 from risam.registry import get_config
 
 
@@ -20,12 +22,20 @@ def _count(module: nn.Module) -> dict[str, int]:
     }
 
 
+def precision_info() -> dict[str, dict[str, str]]:
+    """What ``--precision auto`` picks on this machine's CPU (and CUDA device, if any), and why."""
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    choices = {device: choose_precision("auto", device) for device in devices}
+    return {device: {"precision": choice.name, "reason": choice.reason} for device, choice in choices.items()}
+
+
 def model_info(name: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Describe registered model ``name`` with dotted config ``overrides`` (an ablation, e.g.
     ``{"head.fusion": "conv"}``); built on the meta device, so no weights are needed.
 
     ``parts`` counts the parameters of each part, named by its slot (:mod:`risam.modeling.slots`);
-    ``components`` gives the human label of each slot's choice."""
+    ``components`` gives the human label of each slot's choice; ``precision_auto`` what
+    ``--precision auto`` picks for the frozen encoders on this machine (:func:`precision_info`)."""
     config = get_config(name, overrides)
     model = build_model(config, device="meta")
     image, text, head = config.image_encoder, config.text_encoder, config.head
@@ -58,6 +68,7 @@ def model_info(name: str, overrides: Mapping[str, Any] | None = None) -> dict[st
         "max_words": text.max_words,
         "text_feature_dim": text.feature_dim,
         "head_dim": head.dim,
+        "precision_auto": precision_info(),
     }
 
 
@@ -78,5 +89,9 @@ def format_info(info: dict[str, Any]) -> str:
         f"  text length: {info['max_words']} tokens (start and end included), C' = {info['text_feature_dim']}",
         f"  head width C = {info['head_dim']}",
         *(f"  {slot}: {label}" for slot, label in info["components"].items()),
+        *(
+            f"  precision auto on {device}: {choice['precision']} ({choice['reason']})"
+            for device, choice in info["precision_auto"].items()
+        ),
     ]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from risam.image_io import MAX_PIXELS, ImageSource, load_image
 from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.risam import RISAM
 from risam.modeling.state_dict import CheckpointError
+from risam.precision import choose_precision
 from risam.registry import (
     DEFAULT_PRETRAINED,
     SHIPPED_ENCODERS,
@@ -93,6 +94,9 @@ class RISAMPredictor:
     The image state (``visual``, ``original_size``, ``resized_size``) is shared: callers in several
     threads hold one lock around :meth:`set_image` (or :meth:`set_encoded`) and the predictions on it.
     :meth:`encode` changes no state and may run outside that lock.
+
+    ``precision`` ("auto", "fp32" or "bf16"; :mod:`risam.precision`) sets the model's frozen encoders
+    to that precision; None leaves them as they are. :attr:`precision` records the choice and its reason.
     """
 
     def __init__(
@@ -102,15 +106,20 @@ class RISAMPredictor:
         max_pixels: int = MAX_PIXELS,
         max_expressions: int = MAX_EXPRESSIONS,
         expression_chunk: int = EXPRESSION_CHUNK,
+        precision: str | None = None,
     ) -> None:
         if not 0 < threshold < 1:
             raise InputError(f"threshold={threshold}: must be a probability strictly between 0 and 1")
+        self.device = next(model.parameters()).device
+        # None keeps the model's frozen encoders as they are; "auto", "fp32" or "bf16" sets them.
+        self.precision = None if precision is None else choose_precision(precision, self.device)
+        if self.precision is not None:
+            model.store_frozen_encoders(self.precision.dtype)
         self.model = model.eval()
         self.threshold = threshold
         self.max_pixels = max_pixels
         self.max_expressions = max_expressions
         self.expression_chunk = expression_chunk
-        self.device = next(model.parameters()).device
         self.visual: torch.Tensor | None = None
         self.original_size: tuple[int, int] | None = None
         self.resized_size: tuple[int, int] | None = None
@@ -123,7 +132,7 @@ class RISAMPredictor:
         clip_checkpoint: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
         threshold: float = DEFAULT_THRESHOLD,
-        encoder_dtype: torch.dtype | None = None,
+        precision: str = "auto",
         random_encoders: bool = False,
     ) -> RISAMPredictor:
         """A predictor for a RISAM weights file (the format ``risam evaluate`` takes), or for the name of a
@@ -131,8 +140,8 @@ class RISAMPredictor:
 
         A paper model's file holds only the trainable head: CheckpointError names the SAM and CLIP files it
         needs unless they are given (``random_encoders=True`` runs it on random frozen encoders, which is
-        for timing and memory measurements only). The frozen encoders are kept in ``encoder_dtype``; by
-        default bfloat16 on a GPU (half the memory) and float32 elsewhere.
+        for timing and memory measurements only). ``precision`` ("auto", "fp32" or "bf16") sets the frozen
+        encoders' weights; "auto" is bf16 where ``device`` multiplies it natively (:mod:`risam.precision`).
         """
         path = resolve_checkpoint(checkpoint)
         config = read_config(path)
@@ -143,10 +152,7 @@ class RISAMPredictor:
                 f"trained on; pass {' and '.join(missing)}"
             )
         model = create_model(checkpoint=path, sam_checkpoint=sam_checkpoint, clip_checkpoint=clip_checkpoint)
-        model = model.to(device)
-        if encoder_dtype is None:
-            encoder_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
-        return cls(model.store_frozen_encoders(encoder_dtype), threshold=threshold)
+        return cls(model.to(device), threshold=threshold, precision=precision)
 
     @classmethod
     def from_pretrained(
@@ -154,10 +160,11 @@ class RISAMPredictor:
         name: str = DEFAULT_PRETRAINED,
         device: str | torch.device = "cpu",
         threshold: float = DEFAULT_THRESHOLD,
+        precision: str = "auto",
     ) -> RISAMPredictor:
         """A predictor for a trained model that ships in the package (:data:`risam.registry.SHIPPED_MODELS`);
         it needs no file. ``risam_tiny_refshapes`` knows only RefShapes' world (see its metadata)."""
-        return cls.from_checkpoint(pretrained_path(name), device=device, threshold=threshold)
+        return cls.from_checkpoint(pretrained_path(name), device=device, threshold=threshold, precision=precision)
 
     @torch.no_grad()
     def encode(self, image: ImageSource) -> EncodedImage:

@@ -20,6 +20,7 @@ from risam.config import ConfigError, HeadConfig, ImageEncoderConfig, RISAMConfi
 from risam.modeling.build import build_model
 from risam.modeling.risam import RISAM
 from risam.modeling.state_dict import load_state_dict_strict
+from risam.precision import choose_precision
 from risam.weights import encoder_architecture, load_encoders, load_weights
 
 
@@ -153,6 +154,7 @@ def create_model(
     overrides: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     pretrained: bool = True,
+    precision: str = "fp32",
 ) -> RISAM:
     """Build a RISAM model by registered ``name`` or from a RISAM weights file.
 
@@ -165,6 +167,8 @@ def create_model(
     device: where to build; "meta" builds without allocating memory (for counting).
     pretrained: load the encoders that ship in the package for this model (``risam_tiny``),
         unless encoder files are given; False keeps them randomly initialised (for tests).
+    precision: the frozen encoders' weights, "fp32", "bf16" or "auto" (bf16 where ``device``
+        multiplies it natively: :mod:`risam.precision`); the trainable parts stay float32.
     """
     if checkpoint is not None:
         if overrides:
@@ -193,6 +197,8 @@ def create_model(
                 f"they keep random weights unless you pass {' and '.join(missing)}",
                 stacklevel=2,
             )
+    if torch.device(device).type != "meta":
+        model.store_frozen_encoders(choose_precision(precision, device).dtype)
     return model
 
 

@@ -86,11 +86,13 @@ class SegmentationWriter:
             "overlay_size": [overlay.width, overlay.height],
         }
 
-    def finish(self, image_label: str, checkpoint_label: str) -> None:
-        """Write ``predictions.json``: the labels, the image size and every record added."""
+    def finish(self, image_label: str, checkpoint_label: str, precision: str | None = None) -> None:
+        """Write ``predictions.json``: the labels, the frozen encoders' ``precision`` (when given: "fp32"
+        or "bf16"), the image size and every record added."""
         summary = {
             "image": valid_utf8(image_label),
             "checkpoint": valid_utf8(checkpoint_label),
+            **({"precision": precision} if precision is not None else {}),
             "image_size": self.image_size,
             "overlay_max_side": OVERLAY_MAX_SIDE,
             "predictions": self.records,

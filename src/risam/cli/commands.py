@@ -45,7 +45,7 @@ def run_train(args: argparse.Namespace) -> int:
     from risam.config.experiment import load_config
     from risam.engine.trainer import train
 
-    results = train(load_config(args.config, args.set), resume=args.resume)
+    results = train(load_config(args.config, args.set + _precision_override(args)), resume=args.resume)
     if results:
         print(json.dumps(results, indent=2))
     return 0
@@ -56,7 +56,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from risam.engine.evaluator import run_evaluation
     from risam.metrics import results_table
 
-    results = run_evaluation(load_config(args.config, args.set), args.checkpoint, args.split, args.output)
+    config = load_config(args.config, args.set + _precision_override(args))
+    results = run_evaluation(config, args.checkpoint, args.split, args.output)
     print(results_table(results))
     return 0
 
@@ -119,7 +120,7 @@ def run_segment(args: argparse.Namespace) -> int:
         chunk = predictor.predict(expressions[start : start + predictor.expression_chunk])
         for record in writer.add(chunk):
             print(terminal_safe(f"{record['score']:.3f}  {record['bbox']}  {record['text']}"))
-    writer.finish(str(args.image), _model_label(args))
+    writer.finish(str(args.image), _model_label(args), predictor.precision.name)
     return 0
 
 
@@ -162,6 +163,7 @@ def run_demo(args: argparse.Namespace) -> int:
         args.sam_checkpoint,
         args.clip_checkpoint,
         random_encoders=args.random_encoders,
+        precision=args.precision,
         host=args.host,
         port=args.port,
         max_upload_bytes=args.max_upload_bytes,
@@ -182,8 +184,18 @@ def _predictor(args: argparse.Namespace, **options: float) -> RISAMPredictor:
     from risam.predictor import RISAMPredictor
 
     return RISAMPredictor.from_checkpoint(
-        args.checkpoint, args.sam_checkpoint, args.clip_checkpoint, random_encoders=args.random_encoders, **options
+        args.checkpoint,
+        args.sam_checkpoint,
+        args.clip_checkpoint,
+        precision=args.precision,
+        random_encoders=args.random_encoders,
+        **options,
     )
+
+
+def _precision_override(args: argparse.Namespace) -> list[str]:
+    """``--precision`` of train and evaluate as a config override (none when not given)."""
+    return [] if args.precision is None else [f"train.encoder_precision={args.precision}"]
 
 
 def _model_label(args: argparse.Namespace) -> str:

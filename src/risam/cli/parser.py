@@ -25,6 +25,7 @@ from risam.cli.commands import (
 from risam.cli.text import terminal_safe
 from risam.config import DEFAULT_THRESHOLD
 from risam.data.catalog import DATASETS
+from risam.precision import PRECISIONS
 from risam.registry import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, list_models
 
 
@@ -72,6 +73,18 @@ def _add_model_files(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_precision(parser: argparse.ArgumentParser, default: str | None) -> None:
+    """``--precision`` of the frozen encoders (:mod:`risam.precision`)."""
+    where = f"default {default}" if default else "default: the config's train.encoder_precision"
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=default,
+        help=f"the frozen encoders' precision; auto: bf16 on CUDA and on CPUs with AMX or AVX512-BF16, "
+        f"fp32 elsewhere ({where}; risam info shows what auto picks here)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``risam`` subcommand."""
     parser = _Parser(prog="risam", description="Referring image segmentation with RISAM.")
@@ -87,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="experiment YAML, or a shipped name such as refcoco")
     train.add_argument("--set", **overrides)
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.pt")
+    _add_precision(train, None)
     train.set_defaults(run=run_train)
 
     evaluate = commands.add_parser("evaluate", help="evaluate a RISAM weights file on a split")
@@ -97,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", required=True, help="split to evaluate, e.g. val, testA")
     evaluate.add_argument("--output", type=Path, default=None, help="results JSON (a .md table is written beside)")
     evaluate.add_argument("--set", **overrides)
+    _add_precision(evaluate, None)
     evaluate.set_defaults(run=run_evaluate)
 
     ablate = commands.add_parser(
@@ -144,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment the regions that expressions describe. " + SHIPPED_MODEL_LIMITS,
     )
     _add_model_files(segment)
+    _add_precision(segment, "auto")
     segment.add_argument("image", type=Path, help="image file")
     segment.add_argument("expressions", nargs="+", help="one or more expressions (at most 100 per call)")
     segment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
@@ -161,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw what each word attends to in the image. " + SHIPPED_MODEL_LIMITS,
     )
     _add_model_files(explain)
+    _add_precision(explain, "auto")
     explain.add_argument("image", type=Path, help="image file")
     explain.add_argument("expression", help="the expression")
     explain.add_argument("-o", "--output", type=_png_path, required=True, help="figure file (.png)")
@@ -187,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a web page that segments expressions in uploaded or example images. " + SHIPPED_MODEL_LIMITS,
     )
     _add_model_files(demo)
+    _add_precision(demo, "auto")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     demo.add_argument("--max-upload-bytes", type=int, default=20_000_000, help="largest accepted upload")

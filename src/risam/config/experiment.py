@@ -92,11 +92,16 @@ class TrainSection:
     ``deterministic`` trains with torch's deterministic kernels, so that a run and its resumed
     copy end with identical weights; without it, some CPU backward kernels (attention over
     more than one block of queries) accumulate in a varying order and runs differ in the last bits.
+    ``bf16`` runs the trainable head under bfloat16 autocast on CUDA (its weights and optimizer state
+    stay float32). ``encoder_precision`` keeps the frozen encoders' weights in "fp32" or "bf16";
+    "auto" is bf16 where the device multiplies it natively (:mod:`risam.precision`), in training
+    and evaluation alike (``--precision`` of ``risam train`` and ``risam evaluate`` sets it).
     """
 
     output_dir: str = "runs/experiment"
     seed: int = 0
     bf16: bool = True
+    encoder_precision: Literal["auto", "fp32", "bf16"] = "auto"
     checkpoint_every_steps: int = 1000
     log_every_steps: int = 50
     eval_every_epochs: int = 1

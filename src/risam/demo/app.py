@@ -223,11 +223,13 @@ def launch_demo(
     port: int = 7860,
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     random_encoders: bool = False,
+    precision: str = "auto",
 ) -> None:
     """Serve the demo at http://host:port until interrupted (no share link), for a RISAM weights file or a
-    shipped model's name (None: the built-in ``risam_tiny_refshapes``)."""
+    shipped model's name (None: the built-in ``risam_tiny_refshapes``), its frozen encoders in ``precision``
+    ("auto", "fp32" or "bf16": :mod:`risam.precision`)."""
     predictor = RISAMPredictor.from_checkpoint(
-        checkpoint, sam_checkpoint, clip_checkpoint, random_encoders=random_encoders
+        checkpoint, sam_checkpoint, clip_checkpoint, random_encoders=random_encoders, precision=precision
     )
     demo = build_demo(predictor, max_upload_bytes)
     demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, max_file_size=max_upload_bytes)

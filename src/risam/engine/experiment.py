@@ -9,6 +9,7 @@ from risam.config.experiment import ExperimentConfig
 from risam.data.dataset import ReferDataset
 from risam.data.readers import load_split
 from risam.modeling.risam import RISAM
+from risam.precision import choose_precision
 from risam.registry import create_model
 
 
@@ -23,11 +24,8 @@ def build_experiment_model(config: ExperimentConfig) -> RISAM:
 
 
 def place_model(model: RISAM, config: ExperimentConfig, device: torch.device) -> RISAM:
-    """``model`` on ``device``; on CUDA with ``train.bf16`` its frozen encoders are kept in bfloat16."""
-    model = model.to(device)
-    if config.train.bf16 and device.type == "cuda":
-        model.store_frozen_encoders(torch.bfloat16)
-    return model
+    """``model`` on ``device``, its frozen encoders in the precision ``train.encoder_precision`` picks there."""
+    return model.to(device).store_frozen_encoders(choose_precision(config.train.encoder_precision, device).dtype)
 
 
 def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: bool) -> ReferDataset:

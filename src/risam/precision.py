@@ -1,0 +1,94 @@
+"""The precision of the frozen encoders: ``auto``, ``fp32`` or ``bf16``, and what ``auto`` picks here.
+
+The frozen SAM and CLIP encoders hold nearly all the weights and do nearly all the arithmetic
+(risam_vit_h: 699.5M of 705.3M parameters), so their precision sets the speed and memory of
+inference. Trainable weights and optimizer state always stay float32.
+
+``auto`` picks bfloat16 where the hardware multiplies it natively: CUDA devices that support it,
+and CPUs with AMX-BF16 or AVX512-BF16 (as ``torch.cpu.get_capabilities()`` reports them). Elsewhere
+it picks float32: a CPU without those instructions emulates bfloat16 matmuls, and they run far
+slower than float32 (on an AVX2-only CPU about 1 GFLOP/s against about 100).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+
+from risam.config.parse import ConfigError
+
+PRECISIONS = ("auto", "fp32", "bf16")
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# The CPU features with native bfloat16 dot products, as torch.cpu.get_capabilities() names them.
+CPU_BF16_FEATURES = ("amx_bf16", "avx512_bf16")
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision the frozen encoders run in (``name``: "fp32" or "bf16"), what was asked for
+    (``requested``) and why this one (``reason``, one sentence)."""
+
+    name: str
+    requested: str
+    reason: str
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """torch.float32 or torch.bfloat16."""
+        return PRECISION_DTYPES[self.name]
+
+
+def cpu_bf16_features(capabilities: Mapping[str, object] | None = None) -> list[str]:
+    """The CPU features in :data:`CPU_BF16_FEATURES` that ``capabilities`` (default: this CPU's,
+    ``torch.cpu.get_capabilities()``) reports."""
+    capabilities = torch.cpu.get_capabilities() if capabilities is None else capabilities
+    return [feature for feature in CPU_BF16_FEATURES if capabilities.get(feature)]
+
+
+def _cpu_name(capabilities: Mapping[str, object] | None) -> str:
+    capabilities = torch.cpu.get_capabilities() if capabilities is None else capabilities
+    return str(capabilities.get("cpu_name") or "unknown CPU")
+
+
+def native_bf16(device: torch.device, capabilities: Mapping[str, object] | None = None) -> tuple[bool, str]:
+    """Whether ``device`` multiplies bfloat16 natively, and the reason in words.
+
+    ``capabilities`` stands for ``torch.cpu.get_capabilities()`` on a CPU (to describe another CPU).
+    """
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        if torch.cuda.is_bf16_supported():
+            return True, f"the CUDA device {name} multiplies bf16 natively"
+        return False, f"the CUDA device {name} does not support bf16"
+    if device.type == "cpu":
+        features = cpu_bf16_features(capabilities)
+        cpu = _cpu_name(capabilities)
+        if features:
+            return True, f"this CPU ({cpu}) has {' and '.join(features)}: bf16 matmuls run several times faster than fp32"
+        return False, (
+            f"this CPU ({cpu}) has neither amx_bf16 nor avx512_bf16: bf16 matmuls would be emulated, far slower "
+            "than fp32"
+        )
+    return False, f"no bf16 policy for {device.type} devices"
+
+
+def choose_precision(
+    requested: str = "auto", device: str | torch.device = "cpu", capabilities: Mapping[str, object] | None = None
+) -> PrecisionChoice:
+    """The precision of the frozen encoders on ``device`` for ``requested`` ("auto", "fp32" or "bf16").
+
+    "auto" is bf16 where :func:`native_bf16` holds and fp32 elsewhere. Asking for "bf16" where the
+    hardware emulates it warns (it still halves the encoders' memory). ConfigError for any other value.
+    """
+    if requested not in PRECISIONS:
+        raise ConfigError(f"precision={requested!r}: expected one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    native, why = native_bf16(device, capabilities)
+    if requested == "auto":
+        return PrecisionChoice("bf16" if native else "fp32", requested, why)
+    if requested == "bf16" and not native:
+        warnings.warn(f"precision bf16: {why}; fp32 (or auto) runs faster here", stacklevel=2)
+    return PrecisionChoice(requested, requested, f"asked for {requested}; {why}")
