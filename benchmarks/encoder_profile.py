@@ -108,7 +108,9 @@ def main() -> None:
     inside_blocks = totals["block: window"] + totals["block: global"]
     norms_mlp = sum(parts.get(name, 0.0) for name in ("layer norms", "mlp linears", "gelu"))
     parts["window partition, residuals and reshapes outside the attention"] = inside_blocks - attention - norms_mlp
-    parts["everything else (position embedding, taps, profiler labels)"] = whole - inside_blocks - parts.get("patch embedding", 0.0)
+    parts["everything else (position embedding, taps, profiler labels)"] = (
+        whole - inside_blocks - parts.get("patch embedding", 0.0)
+    )
     print(
         json.dumps(
             {

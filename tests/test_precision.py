@@ -72,7 +72,9 @@ def test_bf16_keeps_only_the_frozen_encoders_in_bf16():
     assert _dtypes(model.image_encoder) == _dtypes(model.text_encoder) == {torch.bfloat16}
     for part in (model.enhancement, model.fusion, model.decoder):
         assert _dtypes(part) == {torch.float32}
-    assert {value.dtype for value in model.trainable_state_dict().values() if value.is_floating_point()} == {torch.float32}
+    assert {value.dtype for value in model.trainable_state_dict().values() if value.is_floating_point()} == {
+        torch.float32
+    }
     assert _dtypes(create_model("risam_tiny")) == {torch.float32}  # fp32 is create_model's default
 
     config = load_config("refshapes_tiny", ["train.encoder_precision=bf16"])
@@ -116,5 +118,5 @@ def test_cli_precision_reaches_segment_train_and_evaluate(tmp_path, capsys):
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["encoder_precision"] == "bf16"
     checkpoint = str(run / "checkpoints" / "last.safetensors")
     evaluate = ["evaluate", "--config", str(run / "config.yaml"), "--checkpoint", checkpoint, "--split", "val"]
-    assert main(evaluate + ["--precision", "fp32", "--output", str(tmp_path / "results.json")]) == 0
+    assert main([*evaluate, "--precision", "fp32", "--output", str(tmp_path / "results.json")]) == 0
     assert json.loads((tmp_path / "results.json").read_text())["num_samples"] > 0

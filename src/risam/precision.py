@@ -67,7 +67,10 @@ def native_bf16(device: torch.device, capabilities: Mapping[str, object] | None 
         features = cpu_bf16_features(capabilities)
         cpu = _cpu_name(capabilities)
         if features:
-            return True, f"this CPU ({cpu}) has {' and '.join(features)}: bf16 matmuls run several times faster than fp32"
+            return (
+                True,
+                f"this CPU ({cpu}) has {' and '.join(features)}: bf16 matmuls run several times faster than fp32",
+            )
         return False, (
             f"this CPU ({cpu}) has neither amx_bf16 nor avx512_bf16: bf16 matmuls would be emulated, far slower "
             "than fp32"
