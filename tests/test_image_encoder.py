@@ -87,7 +87,12 @@ def test_global_attention_in_chunks_matches_meta_encoder(tmp_path: Path) -> None
     encoder.eval().load_pretrained(path)
     assert type(encoder.vit.blocks[1].attn).__name__ == "ChunkedGlobalAttention"
     assert type(encoder.vit.blocks[0].attn).__name__ == "Attention"
-    _check_taps_match_meta(encoder, sam)
+    _check_taps_match_meta(encoder, sam)  # without autograd: one bias buffer for every chunk
+    size = encoder.config.img_size
+    images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    reference = _meta_block_outputs(sam.image_encoder, images)
+    for tap, index in zip(encoder(images), encoder.config.tap_indices, strict=True):  # with autograd
+        torch.testing.assert_close(tap.detach(), reference[index], atol=1e-4, rtol=0)
 
 
 def test_vit_b_taps_match_meta_encoder(tmp_path: Path) -> None:

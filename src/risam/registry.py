@@ -180,7 +180,8 @@ def create_model(
         raise ValueError("create_model needs a model name or a checkpoint")
     else:
         config = get_config(name, overrides)
-    model = build_model(config, device=device)
+    encoder_dtype = choose_precision(precision, device).dtype if torch.device(device).type != "meta" else torch.float32
+    model = build_model(config, device=device, encoder_dtype=encoder_dtype)
     shipped = pretrained and config.name in SHIPPED_ENCODERS and sam_checkpoint is None and clip_checkpoint is None
     if shipped and torch.device(device).type != "meta":
         load_shipped_encoders(model, shipped_encoders_path(config.name), require_all=False)
@@ -197,8 +198,6 @@ def create_model(
                 f"they keep random weights unless you pass {' and '.join(missing)}",
                 stacklevel=2,
             )
-    if torch.device(device).type != "meta":
-        model.store_frozen_encoders(choose_precision(precision, device).dtype)
     return model
 
 

@@ -41,7 +41,7 @@ def valid_utf8(text: str) -> str:
     return raw.decode("utf-8", "replace")
 
 
-def _save_png(picture: Image.Image, path: Path) -> None:
+def save_png(picture: Image.Image, path: Path) -> None:
     """Save ``picture`` as a PNG at ``path`` atomically."""
     with atomic_path(path) as temporary:
         picture.save(temporary, format="PNG", compress_level=1)
@@ -73,9 +73,9 @@ class SegmentationWriter:
 
     def _write(self, index: int, prediction: Prediction) -> dict[str, Any]:
         mask_name, overlay_name = f"{index:02d}_mask.png", f"{index:02d}_overlay.png"
-        _save_png(Image.fromarray(prediction.mask), self.output_dir / mask_name)
+        save_png(Image.fromarray(prediction.mask), self.output_dir / mask_name)
         overlay = overlay_mask(self.shown, prediction.mask)
-        _save_png(overlay, self.output_dir / overlay_name)
+        save_png(overlay, self.output_dir / overlay_name)
         return {
             "text": valid_utf8(prediction.text),
             "score": prediction.score,
