@@ -11,7 +11,8 @@ absolute difference. Prints one JSON object.
 Modes (``--modes``): ``segment_anything_fp32``, ``fp32``, ``fp32_compiled``, ``bf16`` (weights and
 activations in bfloat16, as ``--precision bf16`` keeps the frozen encoders) and ``bf16_compiled``.
 On a CPU without AMX-BF16 or AVX512-BF16, bfloat16 matmuls are emulated (about 1 GFLOP/s on 2 cores):
-the bf16 modes are skipped there unless ``--emulated-bf16`` is given (ViT-B then takes about 15 min).
+the bf16 modes are skipped there unless ``--emulated-bf16`` is given (one ViT-B pass then takes about
+15 min: ``--repeats 0`` times only the first pass, which still gives the error of the taps).
 
     python -m benchmarks.encoder_cpu --model risam_vit_b --repeats 3
     python -m benchmarks.encoder_cpu --model risam_vit_b --modes fp32 fp32_compiled
@@ -90,6 +91,8 @@ def worker(model: str, mode: str, checkpoint: Path, taps_out: Path, repeats: int
             run(images)
             times.append(time.perf_counter() - start)
     safetensors.torch.save_file({str(i): tap.float().contiguous() for i, tap in enumerate(outputs)}, str(taps_out))
+    if not times:  # --repeats 0: the first call's time, one-time costs included
+        return {"first_call_s": first, "peak_rss_gib": peak_rss_gib()}
     seconds = sorted(times)[len(times) // 2]
     result: dict[str, object] = {"s_per_image": seconds, "peak_rss_gib": peak_rss_gib()}
     if mode.endswith("_compiled"):
@@ -120,7 +123,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="risam_vit_b", help="a registered SAM ViT model (risam_vit_b/l/h)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    parser.add_argument("--repeats", type=int, default=3, help="timed forward passes per mode (median reported)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed forward passes per mode after the first (median reported); 0: time only the first pass",
+    )
     parser.add_argument("--emulated-bf16", action="store_true", help="run the bf16 modes on a CPU that emulates bf16")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
@@ -158,7 +166,7 @@ def main() -> None:
             modes[mode] = entry
         reference_taps = Path(folder) / "segment_anything_fp32.safetensors"
         for mode, entry in modes.items():
-            if "s_per_image" in entry and reference_taps.exists() and mode != "segment_anything_fp32":
+            if "peak_rss_gib" in entry and reference_taps.exists() and mode != "segment_anything_fp32":
                 entry.update(tap_errors(Path(folder) / f"{mode}.safetensors", reference_taps))
     baseline = modes.get("segment_anything_fp32", {}).get("s_per_image")
     for entry in modes.values():

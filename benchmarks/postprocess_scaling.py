@@ -2,7 +2,7 @@
 
 The steps of ``risam segment`` after the model is built, as it runs them: encode the image once
 (``set_image``), then per chunk of expressions predict (text encoder, MA blocks and decoder, logits
-upsampled to the photo's size and thresholded in bands) and write (mask PNG, overlay PNG, COCO RLE;
+upsampled to the photo's size and thresholded in bands) and write (mask PNG, overlay JPEG, COCO RLE;
 :class:`risam.segment_output.SegmentationWriter`). For each count of expressions: seconds per step,
 the total and its ratio to the total for 1 expression. Then one prediction's written files stage by
 stage. Prints one JSON object. The model's weights are random (timing does not depend on them).
@@ -27,7 +27,7 @@ from risam import create_model
 from risam.data.masks import encode_mask
 from risam.image_io import load_image
 from risam.predictor import RISAMPredictor
-from risam.segment_output import SegmentationWriter, save_png
+from risam.segment_output import SegmentationWriter, save_overlay, save_png
 from risam.viz import overlay_mask
 
 T = TypeVar("T")
@@ -81,7 +81,8 @@ def main() -> None:
             "rle_s": timed(encode_mask, prediction.mask)[1],
         }
         overlay = overlay_mask(shown, prediction.mask)
-        stages["overlay_png_s"] = timed(save_png, overlay, root / "overlay.png")[1]
+        stages["overlay_jpeg_s"] = timed(save_overlay, overlay, root / "overlay.jpg")[1]
+        stages["overlay_as_png_s"] = timed(save_png, overlay, root / "overlay.png")[1]
     print(
         json.dumps(
             {

@@ -56,7 +56,7 @@ def main() -> None:
         texts = [f"the shape number {i} from the left" for i in range(args.expressions)]
         peak, wall = run_segment(root / "model.safetensors", root / "photo.jpg", texts, root / "out")
         written = sum(path.stat().st_size for path in (root / "out").iterdir())
-        with Image.open(root / "out" / "00_overlay.png") as overlay:
+        with Image.open(root / "out" / "00_overlay.jpg") as overlay:
             overlay_size = overlay.size
     print(
         json.dumps(

@@ -10,6 +10,7 @@ times.
 
     python benchmarks/segment_memory.py --model risam_vit_h
     python -m benchmarks.segment_memory --model risam_tiny --pixels 49000000 --expressions 10
+    python -m benchmarks.segment_memory --model risam_vit_h --expressions 1 --precision fp32 --no-baseline
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ def write_flat_png(path: Path, width: int, height: int) -> None:
     image.save(path)
 
 
-def run_segment(weights: Path, image: Path, texts: list[str], out: Path) -> tuple[float, float]:
-    """Run ``risam segment`` in a fresh process; (peak RSS in GiB, wall seconds)."""
+def run_segment(
+    weights: Path, image: Path, texts: list[str], out: Path, precision: str = "auto"
+) -> tuple[float, float]:
+    """Run ``risam segment --precision PRECISION`` in a fresh process; (peak RSS in GiB, wall seconds)."""
     command = ["/usr/bin/time", "-v", *SEGMENT, "segment", "--random-encoders", "--checkpoint", str(weights)]
+    command += ["--precision", precision]
     command += [str(image), *texts]
     start = time.perf_counter()
     result = subprocess.run([*command, "-o", str(out)], capture_output=True, text=True, check=True)
@@ -72,6 +76,8 @@ def main() -> None:
     parser.add_argument("--model", default="risam_vit_h")
     parser.add_argument("--expressions", type=int, default=3)
     parser.add_argument("--pixels", type=int, default=480 * 640, help="pixels of the image (default 480 x 640)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="of the frozen encoders")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the 64 x 48 baseline run")
     args = parser.parse_args()
     width, height = image_size(args.pixels)
     with tempfile.TemporaryDirectory() as folder:
@@ -81,26 +87,29 @@ def main() -> None:
         write_flat_png(root / "tiny.png", 64, 48)
         file_bytes = (root / "image.png").stat().st_size
         texts = [f"the person number {i} from the left" for i in range(args.expressions)]
-        peak, wall = run_segment(root / "model.safetensors", root / "image.png", texts, root / "out")
-        base_peak, base_wall = run_segment(root / "model.safetensors", root / "tiny.png", texts[:1], root / "base")
-    print(
-        json.dumps(
-            {
-                "benchmark": "segment_memory",
-                "model": args.model,
-                "expressions": args.expressions,
-                "image": f"{width}x{height} PNG, {width * height / 1e6:.1f} MP, {file_bytes:,} bytes",
-                "peak_rss_gib": round(peak, 3),
-                "wall_s": round(wall, 1),
+        peak, wall = run_segment(root / "model.safetensors", root / "image.png", texts, root / "out", args.precision)
+        with (root / "out" / "predictions.json").open() as summary:
+            precision = json.load(summary)["precision"]
+        result = {
+            "benchmark": "segment_memory",
+            "model": args.model,
+            "precision": precision,
+            "expressions": args.expressions,
+            "image": f"{width}x{height} PNG, {width * height / 1e6:.1f} MP, {file_bytes:,} bytes",
+            "peak_rss_gib": round(peak, 3),
+            "wall_s": round(wall, 1),
+            "masks_gib": round(args.expressions * width * height / 2**30, 3),
+        }
+        if not args.no_baseline:
+            weights, tiny = root / "model.safetensors", root / "tiny.png"
+            base_peak, base_wall = run_segment(weights, tiny, texts[:1], root / "base", args.precision)
+            result |= {
                 "baseline": "64x48 PNG, 1 expression",
                 "baseline_peak_rss_gib": round(base_peak, 3),
                 "baseline_wall_s": round(base_wall, 1),
                 "peak_above_baseline_gib": round(peak - base_peak, 3),
-                "masks_gib": round(args.expressions * width * height / 2**30, 3),
-            },
-            indent=2,
-        )
-    )
+            }
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def test_segment_writes_masks_overlays_and_json(tmp_path, tiny_weights, capsys):
         np.testing.assert_array_equal(mask, expected.mask)
         np.testing.assert_array_equal(decode_segmentation(record["rle"], 70, 110, "rle"), expected.mask)
         assert record["score"] == pytest.approx(expected.score)
-        assert (out / f"{index:02d}_overlay.png").is_file()
+        assert (out / f"{index:02d}_overlay.jpg").is_file()
     assert "the cat on the left" in capsys.readouterr().out
 
 

@@ -65,5 +65,5 @@ def decode_segmentation(segmentation: Any, height: int, width: int, where: str) 
 
 def encode_mask(mask: np.ndarray) -> dict[str, Any]:
     """A compressed COCO RLE of an H x W bool mask, JSON-ready (``counts`` as str)."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    rle = mask_utils.encode(np.asfortranarray(mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8)))
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
