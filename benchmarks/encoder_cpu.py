@@ -10,9 +10,10 @@ absolute difference. Prints one JSON object.
 
 Modes (``--modes``): ``segment_anything_fp32``, ``fp32``, ``fp32_compiled``, ``bf16`` (weights and
 activations in bfloat16, as ``--precision bf16`` keeps the frozen encoders) and ``bf16_compiled``.
-On a CPU without AMX-BF16 or AVX512-BF16, bfloat16 matmuls are emulated (about 1 GFLOP/s on 2 cores):
-the bf16 modes are skipped there unless ``--emulated-bf16`` is given (one ViT-B pass then takes about
-15 min: ``--repeats 0`` times only the first pass, which still gives the error of the taps).
+On a CPU without AMX-BF16 or AVX512-BF16, bfloat16 matmuls are emulated and slower than float32 (ViT-B:
+72 s against 14 s on 2 AVX2 cores), and ``--precision auto`` does not pick them: the bf16 modes are
+skipped there unless ``--emulated-bf16`` is given (``--repeats 0`` times only the first pass, which
+still gives the error of the taps).
 
     python -m benchmarks.encoder_cpu --model risam_vit_b --repeats 3
     python -m benchmarks.encoder_cpu --model risam_vit_b --modes fp32 fp32_compiled
@@ -41,13 +42,15 @@ MODES = ("segment_anything_fp32", "fp32", "fp32_compiled", "bf16", "bf16_compile
 
 
 def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of a size^3 matmul in ``dtype`` (median of ``repeats`` after one warm-up)."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    torch.mm(a, b)
+    """GFLOP/s of a size^3 matmul in ``dtype`` with the weight layout of ``nn.Linear`` (x @ w.T; on a CPU
+    that emulates bf16, a row-major right operand takes another, 60x slower path), the median of
+    ``repeats`` after one warm-up."""
+    x, weight = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    torch.nn.functional.linear(x, weight)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        torch.mm(a, b)
+        torch.nn.functional.linear(x, weight)
         times.append(time.perf_counter() - start)
     return 2 * size**3 / sorted(times)[len(times) // 2] / 1e9
 
@@ -142,7 +145,7 @@ def main() -> None:
     native, why = native_bf16(torch.device("cpu"))
     rates = {"fp32": matmul_gflops(torch.float32)}
     if native or args.emulated_bf16:
-        rates["bf16"] = matmul_gflops(torch.bfloat16, size=2048 if native else 256, repeats=5 if native else 1)
+        rates["bf16"] = matmul_gflops(torch.bfloat16)
     flops = count_flops(lambda: SamImageEncoder(config), config.img_size)
     modes: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as folder:

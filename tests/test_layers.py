@@ -12,7 +12,7 @@ LAYERS = [
     {"errors", "version"},
     {"files"},
     {"config"},
-    {"data", "image_io", "metrics", "losses", "viz"},
+    {"data", "image_io", "metrics", "losses", "viz", "precision"},
     {"modeling", "grounding", "overlays"},
     {"weights"},
     {"registry"},
