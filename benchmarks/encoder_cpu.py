@@ -1,6 +1,7 @@
 """The frozen image encoder on the CPU, side by side in one run: segment_anything fp32, ours fp32, bf16, compiled.
 
-Every mode runs in a fresh process (so that its peak resident memory, VmHWM, is its own) on the same
+Every mode runs in a fresh process (so that its peak resident memory, VmHWM, is its own: the weights,
+the Meta-format file's tensors while they load, and one forward pass) on the same
 random weights, saved once in Meta's format, and the same input. Per mode: seconds per image (median
 of ``--repeats`` after one warm-up pass; a compiled mode's first call is reported apart as
 ``compile_s``), peak RSS, the achieved GFLOP/s and its share of the matmul rate of the same precision
@@ -34,6 +35,7 @@ import torch
 
 from benchmarks.encoder_gpu import count_flops
 from benchmarks.sam_reference import meta_encoder, randomize_positions, tap_hooks
+from risam.modeling.build import default_dtype
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.precision import PRECISION_DTYPES, native_bf16
 from risam.registry import get_config
@@ -66,10 +68,11 @@ def worker(model: str, mode: str, checkpoint: Path, taps_out: Path, repeats: int
     """Build one mode's encoder from ``checkpoint``, time it, save its taps (float32) to ``taps_out``."""
     config = get_config(model).image_encoder
     dtype = PRECISION_DTYPES["bf16" if mode.startswith("bf16") else "fp32"]
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if mode == "segment_anything_fp32":
         encoder = meta_encoder(config)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         encoder.load_state_dict({k.removeprefix("image_encoder."): v for k, v in state.items()})
+        del state
         taps: dict[int, torch.Tensor] = {}
         tap_hooks(encoder, config.tap_indices, taps)
 
@@ -77,11 +80,10 @@ def worker(model: str, mode: str, checkpoint: Path, taps_out: Path, repeats: int
             encoder(images)
             return [taps[index] for index in config.tap_indices]
     else:
-        built = SamImageEncoder(config).eval()
+        with default_dtype(dtype):  # built in its precision, as create_model builds frozen encoders
+            built = SamImageEncoder(config).eval()
         built.load_pretrained(checkpoint)
-        built.to(dtype)
         run = torch.compile(built, dynamic=False) if mode.endswith("_compiled") else built
-    del state
     images = torch.randn(1, 3, config.img_size, config.img_size, generator=torch.Generator().manual_seed(0))
     images = images.to(dtype)
     with torch.inference_mode():

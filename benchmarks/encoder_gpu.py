@@ -148,7 +148,7 @@ def peak_tflops(device: torch.device, override: list[str] | None) -> dict[str, o
 def build_encoders(config: ImageEncoderConfig, reference_wanted: bool) -> tuple[nn.Module, nn.Module | None, str]:
     """Our encoder and Meta's (or None) on the CPU in float32 with the same random weights, and why/how.
 
-    As in ``encoder_vs_segment_anything``: Meta's encoder gets random weights (relative positions and
+    As in ``encoder_cpu``: Meta's encoder gets random weights (relative positions and
     the position embedding too, which start at zero), is saved in Meta's format, and ours loads that
     file with ``load_pretrained``.
     """

@@ -4,8 +4,9 @@ The steps of ``risam segment`` after the model is built, as it runs them: encode
 (``set_image``), then per chunk of expressions predict (text encoder, MA blocks and decoder, logits
 upsampled to the photo's size and thresholded in bands) and write (mask PNG, overlay JPEG, COCO RLE;
 :class:`risam.segment_output.SegmentationWriter`). For each count of expressions: seconds per step,
-the total and its ratio to the total for 1 expression. Then one prediction's written files stage by
-stage. Prints one JSON object. The model's weights are random (timing does not depend on them).
+the total and its ratio to the total for 1 expression. Then one chunk's prediction split into the
+model and ``logits_to_masks``, with the model's FLOPs per expression, and one prediction's written
+files stage by stage. Prints one JSON object. The model's weights are random (timing does not depend on them).
 
     python -m benchmarks.postprocess_scaling --model risam_vit_b --counts 1 20 100
 """
@@ -20,11 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import torch
 from PIL import Image
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.segment_many import write_photo
 from risam import create_model
 from risam.data.masks import encode_mask
+from risam.data.transforms import logits_to_masks
 from risam.image_io import load_image
 from risam.predictor import RISAMPredictor
 from risam.segment_output import SegmentationWriter, save_overlay, save_png
@@ -53,6 +58,30 @@ def run_count(predictor: RISAMPredictor, image: Image.Image, count: int, out: Pa
     return {"predict_s": predict_s, "write_s": write_s}
 
 
+def model_and_masks(predictor: RISAMPredictor, count: int) -> dict[str, float]:
+    """Seconds of the model (text encoder, MA blocks, decoder) and of ``logits_to_masks`` for ``count``
+    expressions on the image set, and the model's GFLOPs per expression (``FlopCounterMode``)."""
+    texts = [f"the shape number {index} from the left" for index in range(count)]
+    model = predictor.model
+    with torch.no_grad():
+        tokens = predictor.tokenize(texts)
+        visual = predictor.visual.expand(count, -1, -1, -1)
+        start = time.perf_counter()
+        logits = model.decode(visual, *model.encode_text(tokens))
+        model_s = time.perf_counter() - start
+        # SDPA's math backend, so that the attention matmuls are counted
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            model.decode(visual, *model.encode_text(tokens))
+    size = model.image_encoder.config.img_size
+    masks_s = timed(logits_to_masks, logits, size, predictor.resized_size, predictor.original_size, 0.35)[1]
+    return {
+        "expressions": count,
+        "model_s": model_s,
+        "logits_to_masks_s": masks_s,
+        "model_gflops_per_expression": counter.get_total_flops() / count / 1e9,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="risam_vit_b")
@@ -73,6 +102,7 @@ def main() -> None:
         first = counts[str(args.counts[0])]["total_s"]
         for entry in counts.values():
             entry["total_over_first"] = entry["total_s"] / first
+        chunk = model_and_masks(predictor, predictor.expression_chunk)
         prediction = predictor.predict("the shape on the left")
         shown = SegmentationWriter(image, root / "stages").shown
         stages = {
@@ -91,6 +121,7 @@ def main() -> None:
                 "image": f"{args.width}x{args.height} photo-like JPEG ({args.width * args.height / 1e6:.1f} MP)",
                 "expression_chunk": predictor.expression_chunk,
                 "counts": counts,
+                "one_chunk_predicted": chunk,
                 "one_prediction_written": stages,
             },
             indent=2,

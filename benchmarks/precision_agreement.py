@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-import warnings
 
 import torch
 from torch.utils.data import DataLoader
@@ -43,11 +42,7 @@ def main() -> None:
 
     config = load_config(args.config, [f"data.root={args.data}"])
     checkpoint = resolve_checkpoint(args.checkpoint)
-    models = {}
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="precision bf16")  # emulated here: slower, the same numbers
-        for precision in PRECISIONS:
-            models[precision] = create_model(checkpoint=checkpoint, precision=precision).eval()
+    models = {precision: create_model(checkpoint=checkpoint, precision=precision).eval() for precision in PRECISIONS}
     dataset = build_dataset(config, models["fp32"], args.split, for_eval=True)
     sampler = GroupedBatchSampler(dataset.image_ids, config.eval.images_per_batch, shuffle=False)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=identity_collate)

@@ -16,7 +16,7 @@ from risam.data.refshapes import generate_refshapes
 from risam.demo.examples import load_examples
 from risam.engine.experiment import place_model
 from risam.info import model_info
-from risam.precision import choose_precision, cpu_bf16_features
+from risam.precision import choose_precision, cpu_bf16_features, warn_if_emulated
 from risam.predictor import RISAMPredictor
 
 AVX2_ONLY = {"cpu_name": "AMD EPYC", "avx2": True, "avx512_bf16": False, "amx_bf16": False}
@@ -53,13 +53,26 @@ def test_auto_on_this_machine_follows_its_cpu_and_info_says_so(capsys):
 
 def test_explicit_precisions_and_bad_values():
     assert choose_precision("fp32", "cpu", {**AVX2_ONLY, "amx_bf16": True}).name == "fp32"
+    native = choose_precision("bf16", "cpu", {**AVX2_ONLY, "amx_bf16": True})
+    emulated = choose_precision("bf16", "cpu", AVX2_ONLY)
+    assert (native.name, native.native_bf16, emulated.name, emulated.native_bf16) == ("bf16", True, "bf16", False)
+    assert emulated.reason.startswith("asked for bf16; ") and "bf16 matmuls would be emulated" in emulated.reason
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert choose_precision("bf16", "cpu", {**AVX2_ONLY, "amx_bf16": True}).name == "bf16"
-    with pytest.warns(UserWarning, match="bf16 matmuls would be emulated"):
-        assert choose_precision("bf16", "cpu", AVX2_ONLY).name == "bf16"
+        warn_if_emulated(native)
+        warn_if_emulated(choose_precision("fp32", "cpu", AVX2_ONLY))
+    with pytest.warns(UserWarning, match="precision bf16: asked for bf16; .* fp32 \\(or auto\\) runs faster here"):
+        warn_if_emulated(emulated)
     with pytest.raises(ConfigError, match="precision='fp16': expected one of auto, fp32, bf16"):
         choose_precision("fp16")
+
+
+def test_a_predictor_in_emulated_bf16_warns_once():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictor = RISAMPredictor.from_pretrained(precision="bf16")
+    warned = [item for item in caught if "precision bf16" in str(item.message)]
+    assert len(warned) == (0 if predictor.precision.native_bf16 else 1)
 
 
 def _dtypes(module):

@@ -30,11 +30,13 @@ CPU_BF16_FEATURES = ("amx_bf16", "avx512_bf16")
 @dataclass(frozen=True)
 class PrecisionChoice:
     """The precision the frozen encoders run in (``name``: "fp32" or "bf16"), what was asked for
-    (``requested``) and why this one (``reason``, one sentence)."""
+    (``requested``), why this one (``reason``, one sentence) and whether the device multiplies bf16
+    natively (``native_bf16``)."""
 
     name: str
     requested: str
     reason: str
+    native_bf16: bool
 
     @property
     def dtype(self) -> torch.dtype:
@@ -83,15 +85,19 @@ def choose_precision(
 ) -> PrecisionChoice:
     """The precision of the frozen encoders on ``device`` for ``requested`` ("auto", "fp32" or "bf16").
 
-    "auto" is bf16 where :func:`native_bf16` holds and fp32 elsewhere. Asking for "bf16" where the
-    hardware emulates it warns (it still halves the encoders' memory). ConfigError for any other value.
+    "auto" is bf16 where :func:`native_bf16` holds and fp32 elsewhere. ConfigError for any other value.
     """
     if requested not in PRECISIONS:
         raise ConfigError(f"precision={requested!r}: expected one of {', '.join(PRECISIONS)}")
     device = torch.device(device)
     native, why = native_bf16(device, capabilities)
     if requested == "auto":
-        return PrecisionChoice("bf16" if native else "fp32", requested, why)
-    if requested == "bf16" and not native:
-        warnings.warn(f"precision bf16: {why}; fp32 (or auto) runs faster here", stacklevel=2)
-    return PrecisionChoice(requested, requested, f"asked for {requested}; {why}")
+        return PrecisionChoice("bf16" if native else "fp32", requested, why, native)
+    return PrecisionChoice(requested, requested, f"asked for {requested}; {why}", native)
+
+
+def warn_if_emulated(choice: PrecisionChoice, stacklevel: int = 2) -> None:
+    """Warn that ``choice`` runs bf16 where the hardware emulates it: slower than fp32, though it still
+    halves the encoders' memory. ``stacklevel`` as for :func:`warnings.warn`, counted from the caller."""
+    if choice.name == "bf16" and not choice.native_bf16:
+        warnings.warn(f"precision bf16: {choice.reason}; fp32 (or auto) runs faster here", stacklevel=stacklevel + 1)

@@ -24,7 +24,7 @@ from risam.image_io import MAX_PIXELS, ImageSource, load_image
 from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.risam import RISAM
 from risam.modeling.state_dict import CheckpointError
-from risam.precision import choose_precision
+from risam.precision import choose_precision, warn_if_emulated
 from risam.registry import (
     DEFAULT_PRETRAINED,
     SHIPPED_ENCODERS,
@@ -114,6 +114,7 @@ class RISAMPredictor:
         # None keeps the model's frozen encoders as they are; "auto", "fp32" or "bf16" sets them.
         self.precision = None if precision is None else choose_precision(precision, self.device)
         if self.precision is not None:
+            warn_if_emulated(self.precision)
             model.store_frozen_encoders(self.precision.dtype)
         self.model = model.eval()
         self.threshold = threshold
@@ -151,8 +152,14 @@ class RISAMPredictor:
                 f"{path} holds a {config.name} model: only its trained head, not the frozen encoders it was "
                 f"trained on; pass {' and '.join(missing)}"
             )
-        model = create_model(checkpoint=path, sam_checkpoint=sam_checkpoint, clip_checkpoint=clip_checkpoint)
-        return cls(model.to(device), threshold=threshold, precision=precision)
+        model = create_model(
+            checkpoint=path,
+            sam_checkpoint=sam_checkpoint,
+            clip_checkpoint=clip_checkpoint,
+            device=device,
+            precision=precision,  # the encoders are built in it: their float32 weights never exist
+        )
+        return cls(model, threshold=threshold, precision=precision)
 
     @classmethod
     def from_pretrained(

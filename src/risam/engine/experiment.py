@@ -9,7 +9,7 @@ from risam.config.experiment import ExperimentConfig
 from risam.data.dataset import ReferDataset
 from risam.data.readers import load_split
 from risam.modeling.risam import RISAM
-from risam.precision import choose_precision
+from risam.precision import choose_precision, warn_if_emulated
 from risam.registry import create_model
 
 
@@ -25,7 +25,9 @@ def build_experiment_model(config: ExperimentConfig) -> RISAM:
 
 def place_model(model: RISAM, config: ExperimentConfig, device: torch.device) -> RISAM:
     """``model`` on ``device``, its frozen encoders in the precision ``train.encoder_precision`` picks there."""
-    return model.to(device).store_frozen_encoders(choose_precision(config.train.encoder_precision, device).dtype)
+    choice = choose_precision(config.train.encoder_precision, device)
+    warn_if_emulated(choice)
+    return model.to(device).store_frozen_encoders(choice.dtype)
 
 
 def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: bool) -> ReferDataset:
