@@ -12,7 +12,7 @@ absolute difference. Prints one JSON object.
 Modes (``--modes``): ``segment_anything_fp32``, ``fp32``, ``fp32_compiled``, ``bf16`` (weights and
 activations in bfloat16, as ``--precision bf16`` keeps the frozen encoders) and ``bf16_compiled``.
 On a CPU without AMX-BF16 or AVX512-BF16, bfloat16 matmuls are emulated and slower than float32 (ViT-B:
-72 s against 14 s on 2 AVX2 cores), and ``--precision auto`` does not pick them: the bf16 modes are
+70 s against 13 s on 2 AVX2 cores), and ``--precision auto`` does not pick them: the bf16 modes are
 skipped there unless ``--emulated-bf16`` is given (``--repeats 0`` times only the first pass, which
 still gives the error of the taps).
 

@@ -7,8 +7,8 @@ inference. Trainable weights and optimizer state always stay float32.
 ``auto`` picks bfloat16 where the hardware multiplies it natively: CUDA devices that support it,
 and CPUs with AMX-BF16 or AVX512-BF16 (as ``torch.cpu.get_capabilities()`` reports them). Elsewhere
 it picks float32: a CPU without those instructions emulates bfloat16 matmuls, slower than float32
-(on 2 AVX2-only cores a bf16 linear layer ran at about 16 GFLOP/s against about 85 in fp32, and the
-ViT-B encoder took 72 s against 14 s: ``python -m benchmarks.encoder_cpu --emulated-bf16``).
+(on 2 AVX2-only cores a bf16 linear layer ran at about 16 GFLOP/s against about 115 in fp32, and the
+ViT-B encoder took 70 s against 13 s: ``python -m benchmarks.encoder_cpu --emulated-bf16``).
 """
 
 from __future__ import annotations
