@@ -131,5 +131,26 @@ def test_cli_precision_reaches_segment_train_and_evaluate(tmp_path, capsys):
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["encoder_precision"] == "bf16"
     checkpoint = str(run / "checkpoints" / "last.safetensors")
     evaluate = ["evaluate", "--config", str(run / "config.yaml"), "--checkpoint", checkpoint, "--split", "val"]
-    assert main([*evaluate, "--precision", "fp32", "--output", str(tmp_path / "results.json")]) == 0
-    assert json.loads((tmp_path / "results.json").read_text())["num_samples"] > 0
+    for precision in ("fp32", "bf16"):
+        output = tmp_path / f"results_{precision}.json"
+        assert main([*evaluate, "--precision", precision, "--output", str(output)]) == 0
+        results = json.loads(output.read_text())
+        assert results["encoder_precision"] == precision and results["num_samples"] > 0
+    assert main([*evaluate, "--output", str(tmp_path / "results.json")]) == 0  # the config's bf16
+    assert json.loads((tmp_path / "results.json").read_text())["encoder_precision"] == "bf16"
+
+    figure = tmp_path / "explain.png"
+    assert main(["explain", str(image), sentences[0], "-o", str(figure), "--precision", "bf16"]) == 0
+    assert figure.stat().st_size > 0
+
+
+def test_frozen_encoders_run_in_their_own_precision_under_autocast():
+    model = create_model("risam_tiny").eval()
+    images = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    tokens = model.text_encoder.tokenize(["the red circle", "the second square from the left"])
+    taps, (words, _) = model.image_taps(images), model.encode_text(tokens)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as training and evaluation run the head on CUDA
+        autocast_taps, (autocast_words, _) = model.image_taps(images), model.encode_text(tokens)
+    for exact, under_autocast in zip([*taps, words], [*autocast_taps, autocast_words], strict=True):
+        assert under_autocast.dtype == torch.float32
+        torch.testing.assert_close(under_autocast, exact, rtol=0, atol=0)

@@ -157,7 +157,7 @@ class RISAMPredictor:
             sam_checkpoint=sam_checkpoint,
             clip_checkpoint=clip_checkpoint,
             device=device,
-            precision=precision,  # the encoders are built in it: their float32 weights never exist
+            precision=precision,  # the encoders are built in it, not built in float32 and then converted
         )
         return cls(model, threshold=threshold, precision=precision)
 

@@ -180,8 +180,8 @@ def create_model(
         raise ValueError("create_model needs a model name or a checkpoint")
     else:
         config = get_config(name, overrides)
-    encoder_dtype = choose_precision(precision, device).dtype if torch.device(device).type != "meta" else torch.float32
-    model = build_model(config, device=device, encoder_dtype=encoder_dtype)
+    choice = choose_precision(precision, device)
+    model = build_model(config, device=device, encoder_dtype=choice.dtype)
     shipped = pretrained and config.name in SHIPPED_ENCODERS and sam_checkpoint is None and clip_checkpoint is None
     if shipped and torch.device(device).type != "meta":
         load_shipped_encoders(model, shipped_encoders_path(config.name), require_all=False)

@@ -1,12 +1,13 @@
-"""What ``risam segment`` writes: per expression a mask PNG and an overlay PNG, and ``predictions.json``.
+"""What ``risam segment`` writes: per expression a mask PNG and an overlay JPEG, and ``predictions.json``.
 
 - ``{index:02d}_mask.png``: the mask at the image's full resolution, a 1-bit PNG (white inside).
 - ``{index:02d}_overlay.jpg``: the mask over the image, for looking at: scaled down so that its long
   side is at most :data:`OVERLAY_MAX_SIDE` pixels (the record's ``overlay_size`` says at what size), a
   JPEG of quality :data:`OVERLAY_QUALITY` without chroma subsampling. On a 12 MP photo a 2048-pixel
-  overlay takes 0.01 s to write as JPEG and 0.37 s as PNG (3.5 MB against 0.25 MB), and the overlays
-  were most of the writing; the mask PNG is the exact result.
-- ``predictions.json``: the image and checkpoint labels, the image size and, per expression, its text,
+  overlay takes 0.03 s to write as JPEG (0.25 MB) against 0.32 s as PNG (3.5 MB): the overlays were
+  most of the writing (``benchmarks/postprocess_scaling.py``). The mask PNG is the exact result.
+- ``predictions.json``: the image and checkpoint labels, the frozen encoders' precision (``fp32`` or
+  ``bf16``, when the writer is told it), the image size and, per expression, its text,
   score, bbox (full-resolution pixels, inclusive), compressed COCO RLE of the full-resolution mask and
   the two file names. Texts are valid UTF-8: arguments that were not (lone surrogates) have the bad
   bytes replaced by U+FFFD.
@@ -73,7 +74,7 @@ class SegmentationWriter:
         self.records: list[dict[str, Any]] = []
 
     def add(self, predictions: Sequence[Prediction]) -> list[dict[str, Any]]:
-        """Write the mask and overlay PNGs of ``predictions`` (masks H x W bool), numbered after those
+        """Write the mask PNGs and overlay JPEGs of ``predictions`` (masks H x W bool), numbered after those
         already added; returns their records."""
         first = len(self.records)
         with ThreadPoolExecutor(max_workers=WRITERS) as pool:

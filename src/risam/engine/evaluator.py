@@ -23,6 +23,7 @@ from risam.files import atomic_write_json, atomic_write_text
 from risam.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
 from risam.metrics import MetricAccumulator, results_table
 from risam.modeling.risam import RISAM
+from risam.precision import choose_precision
 from risam.registry import create_model, resolve_checkpoint
 from risam.weights import read_config
 
@@ -101,8 +102,8 @@ def run_evaluation(
     configured dataset.
 
     The architecture comes from the checkpoint, the encoder files and data from ``config``.
-    Rank 0 writes ``output`` (JSON, fractions) and, next to it, the same as a markdown table
-    in percent (``.md``). Returns the results.
+    Rank 0 writes ``output`` (JSON, fractions; ``encoder_precision`` says whether the frozen encoders ran
+    in fp32 or bf16) and, next to it, the same as a markdown table in percent (``.md``). Returns the results.
     """
     checkpoint = resolve_checkpoint(checkpoint)
     context = init_distributed()
@@ -125,7 +126,11 @@ def run_evaluation(
         data_root=config.data.root,
     )
     results.update(
-        model=read_config(checkpoint).name, dataset=config.data.dataset, split=split, checkpoint=str(checkpoint)
+        model=read_config(checkpoint).name,
+        dataset=config.data.dataset,
+        split=split,
+        checkpoint=str(checkpoint),
+        encoder_precision=choose_precision(config.train.encoder_precision, context.device).name,
     )
     if output is not None and context.is_main:
         write_results(results, Path(output))

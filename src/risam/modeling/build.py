@@ -33,8 +33,9 @@ def build_model(
     """A randomly initialised RISAM for ``config`` on ``device`` ("meta" allocates nothing); it keeps
     ``config`` as :attr:`RISAM.config`.
 
-    Frozen encoders are created in ``encoder_dtype`` (a bfloat16 risam_vit_h never holds its 2.8 GiB of
-    float32 encoder weights); trainable parts are always float32.
+    Frozen encoders are created in ``encoder_dtype`` (a bfloat16 risam_vit_h is not first built with
+    2.8 GiB of float32 encoder weights); trainable parts are always float32. The default dtype is
+    process-wide while they are built: build models before other threads compute.
     """
     head = config.head
     image_dtype = encoder_dtype if config.image_encoder.freeze else torch.float32

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 
 import torch
 from torch import nn
@@ -22,8 +23,8 @@ class RISAM(nn.Module):
     - :meth:`encode_text`: token ids -> linguistic features F_l and the padding mask,
     - :meth:`decode`: (F_v, F_l, mask) -> mask logits at 1/4 of the input size.
 
-    A frozen encoder stays in eval mode, runs under ``torch.no_grad()`` and is left out of
-    :meth:`trainable_state_dict`.
+    A frozen encoder stays in eval mode, runs under ``torch.no_grad()`` and outside autocast (in the
+    dtype of its weights) and is left out of :meth:`trainable_state_dict`.
 
     The parts are passed in (``modeling/build.py`` builds them from ``config``, which the model
     keeps as :attr:`config` and whose ``freeze`` switches it applies): ``enhancement`` maps the
@@ -81,9 +82,19 @@ class RISAM(nn.Module):
 
     def image_taps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """SAM-normalized images, B x 3 x S x S -> the image encoder's taps, each B x C_i x S/16 x S/16."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and "image_encoder" not in self.frozen_parts):
+        with self._encoder_context("image_encoder", images.device):
             taps = self.image_encoder(images.to(_floating_dtype(self.image_encoder)))
         return [tap.to(images.dtype) for tap in taps]
+
+    @contextlib.contextmanager
+    def _encoder_context(self, name: str, device: torch.device) -> Iterator[None]:
+        """No gradient and no autocast for a frozen encoder (it runs in the precision its weights are
+        stored in: ``store_frozen_encoders``); a trainable one follows the caller's settings."""
+        if name not in self.frozen_parts:
+            yield
+            return
+        with torch.no_grad(), torch.autocast(device.type, enabled=False):
+            yield
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         """SAM-normalized images, B x 3 x S x S -> enhanced visual features F_v, B x C x S/16 x S/16."""
@@ -91,7 +102,7 @@ class RISAM(nn.Module):
 
     def encode_text(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids, B x L_t -> (F_l, B x L_t x C'; padding mask, B x L_t, True at padding)."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and "text_encoder" not in self.frozen_parts):
+        with self._encoder_context("text_encoder", tokens.device):
             features, padding_mask = self.text_encoder(tokens)
         return features.to(_floating_dtype(self.decoder)), padding_mask
 
