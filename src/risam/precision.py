@@ -44,16 +44,17 @@ class PrecisionChoice:
         return PRECISION_DTYPES[self.name]
 
 
+def precision_name(dtype: torch.dtype) -> str:
+    """ "fp32" or "bf16" for ``dtype`` (another dtype by its torch name, e.g. "float16")."""
+    names = {value: name for name, value in PRECISION_DTYPES.items()}
+    return names.get(dtype, str(dtype).removeprefix("torch."))
+
+
 def cpu_bf16_features(capabilities: Mapping[str, object] | None = None) -> list[str]:
     """The CPU features in :data:`CPU_BF16_FEATURES` that ``capabilities`` (default: this CPU's,
     ``torch.cpu.get_capabilities()``) reports."""
     capabilities = torch.cpu.get_capabilities() if capabilities is None else capabilities
     return [feature for feature in CPU_BF16_FEATURES if capabilities.get(feature)]
-
-
-def _cpu_name(capabilities: Mapping[str, object] | None) -> str:
-    capabilities = torch.cpu.get_capabilities() if capabilities is None else capabilities
-    return str(capabilities.get("cpu_name") or "unknown CPU")
 
 
 def native_bf16(device: torch.device, capabilities: Mapping[str, object] | None = None) -> tuple[bool, str]:
@@ -70,8 +71,9 @@ def native_bf16(device: torch.device, capabilities: Mapping[str, object] | None 
         major, minor = torch.cuda.get_device_capability(device)
         return False, f"the CUDA device {name} (compute capability {major}.{minor}) has no bf16 tensor cores"
     if device.type == "cpu":
+        capabilities = torch.cpu.get_capabilities() if capabilities is None else capabilities
         features = cpu_bf16_features(capabilities)
-        cpu = _cpu_name(capabilities)
+        cpu = str(capabilities.get("cpu_name") or "unknown CPU")
         if features:
             return (
                 True,

@@ -120,7 +120,7 @@ def run_segment(args: argparse.Namespace) -> int:
         chunk = predictor.predict(expressions[start : start + predictor.expression_chunk])
         for record in writer.add(chunk):
             print(terminal_safe(f"{record['score']:.3f}  {record['bbox']}  {record['text']}"))
-    writer.finish(str(args.image), _model_label(args), predictor.precision.name)
+    writer.finish(str(args.image), _model_label(args), predictor.model.encoder_precision)
     return 0
 
 

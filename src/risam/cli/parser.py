@@ -85,6 +85,17 @@ def _add_precision(parser: argparse.ArgumentParser, default: str | None) -> None
     )
 
 
+def _add_model_command(
+    commands: argparse._SubParsersAction, name: str, help: str, description: str
+) -> argparse.ArgumentParser:
+    """A subcommand that runs a trained model: its description ends with what the built-in model knows,
+    and it takes the model's files (:func:`_add_model_files`) and ``--precision`` (default auto)."""
+    parser = commands.add_parser(name, help=help, description=f"{description} {SHIPPED_MODEL_LIMITS}")
+    _add_model_files(parser)
+    _add_precision(parser, "auto")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``risam`` subcommand."""
     parser = _Parser(prog="risam", description="Referring image segmentation with RISAM.")
@@ -153,13 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain.set_defaults(run=run_pretrain_tiny)
 
-    segment = commands.add_parser(
+    segment = _add_model_command(
+        commands,
         "segment",
         help="segment expressions in an image: mask PNGs, overlays, JSON",
-        description="Segment the regions that expressions describe. " + SHIPPED_MODEL_LIMITS,
+        description="Segment the regions that expressions describe.",
     )
-    _add_model_files(segment)
-    _add_precision(segment, "auto")
     segment.add_argument("image", type=Path, help="image file")
     segment.add_argument("expressions", nargs="+", help="one or more expressions (at most 100 per call)")
     segment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
@@ -171,13 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     segment.set_defaults(run=run_segment)
 
-    explain = commands.add_parser(
+    explain = _add_model_command(
+        commands,
         "explain",
         help="per-word attention maps and word weights at a pixel, as a figure",
-        description="Draw what each word attends to in the image. " + SHIPPED_MODEL_LIMITS,
+        description="Draw what each word attends to in the image.",
     )
-    _add_model_files(explain)
-    _add_precision(explain, "auto")
     explain.add_argument("image", type=Path, help="image file")
     explain.add_argument("expression", help="the expression")
     explain.add_argument("-o", "--output", type=_png_path, required=True, help="figure file (.png)")
@@ -198,13 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.set_defaults(run=run_convert_clip)
 
-    demo = commands.add_parser(
+    demo = _add_model_command(
+        commands,
         "demo",
         help="serve the web demo (needs the 'demo' extra)",
-        description="Serve a web page that segments expressions in uploaded or example images. " + SHIPPED_MODEL_LIMITS,
+        description="Serve a web page that segments expressions in uploaded or example images.",
     )
-    _add_model_files(demo)
-    _add_precision(demo, "auto")
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     demo.add_argument("--max-upload-bytes", type=int, default=20_000_000, help="largest accepted upload")

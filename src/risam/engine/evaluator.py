@@ -23,7 +23,6 @@ from risam.files import atomic_write_json, atomic_write_text
 from risam.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
 from risam.metrics import MetricAccumulator, results_table
 from risam.modeling.risam import RISAM
-from risam.precision import choose_precision
 from risam.registry import create_model, resolve_checkpoint
 from risam.weights import read_config
 
@@ -130,7 +129,7 @@ def run_evaluation(
         dataset=config.data.dataset,
         split=split,
         checkpoint=str(checkpoint),
-        encoder_precision=choose_precision(config.train.encoder_precision, context.device).name,
+        encoder_precision=model.encoder_precision,
     )
     if output is not None and context.is_main:
         write_results(results, Path(output))

@@ -68,8 +68,7 @@ class ChunkedGlobalAttention(nn.Module):
         # Without autograd, one bias buffer serves every chunk: a fresh tensor of this size (16 MB per head
         # and 1024 queries at 64 x 64 tokens) is a fresh memory mapping each time, whose page faults cost
         # more than the sum itself (ViT-B at 1024 x 1024: 7% of the encoder's time on 2 CPU cores).
-        grad = torch.is_grad_enabled()
-        buffer = None if grad else q.new_empty(q.shape[0], min(self.chunk, tokens), height, width)
+        buffer = None if torch.is_grad_enabled() else q.new_empty(q.shape[0], min(self.chunk, tokens), height, width)
         for start in range(0, tokens, self.chunk):
             rows = slice(start, min(start + self.chunk, tokens))
             if buffer is None:

@@ -11,6 +11,7 @@ from torch import nn
 from risam.config import RISAMConfig
 from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.state_dict import check_state_dict
+from risam.precision import precision_name
 
 
 class RISAM(nn.Module):
@@ -79,6 +80,11 @@ class RISAM(nn.Module):
         for name in self.frozen_parts:
             getattr(self, name).to(dtype)
         return self
+
+    @property
+    def encoder_precision(self) -> str:
+        """The precision the image encoder runs in, "fp32" or "bf16": the dtype of its weights."""
+        return precision_name(_floating_dtype(self.image_encoder))
 
     def image_taps(self, images: torch.Tensor) -> list[torch.Tensor]:
         """SAM-normalized images, B x 3 x S x S -> the image encoder's taps, each B x C_i x S/16 x S/16."""
