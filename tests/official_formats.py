@@ -7,7 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from open_clip.model import CLIP
+from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 from torch import nn
 
@@ -61,6 +61,17 @@ def meta_sam(
             transformer=TwoWayTransformer(depth=1, embedding_dim=256, num_heads=2, mlp_dim=32),
             iou_head_hidden_dim=32,
         ),
+    ).eval()
+
+
+def small_openai_clip(output_dim: int, width: int, heads: int, layers: int) -> CLIP:
+    """A randomly initialized CLIP with OpenAI's QuickGELU, the given text tower and a 1-layer 16-pixel
+    vision tower; :func:`save_openai_jit` with ``image_size=16`` writes it as OpenAI's ``.pt``."""
+    return CLIP(
+        embed_dim=output_dim,
+        vision_cfg=CLIPVisionCfg(layers=1, width=64, patch_size=8, image_size=16),
+        text_cfg=CLIPTextCfg(width=width, heads=heads, layers=layers),
+        quick_gelu=True,
     ).eval()
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from risam import create_model
 from risam.data.dataset import ReferDataset
-from risam.data.masks import AnnotationError
+from risam.data.masks import AnnotationError, decode_segmentation
 from risam.data.readers import load_split
 from risam.data.records import Expression, ReferSplit
 from risam.data.refshapes import SENTENCE_TYPES, generate_refshapes, refshapes_scenes, sentence_free_baseline
@@ -31,10 +31,12 @@ from risam.metrics import MetricAccumulator, results_table
 NUM_IMAGES = 20
 SEED = 3
 # SHA-256 of a 20-image seed-3 root as written before sentence types existed (the "type" key removed):
-# the pixels of every image (by file name), instances.json, refs(unc).p re-pickled, grefs(unc).json re-dumped.
+# the pixels of every image (by file name), instances.json with every segmentation decoded to its mask
+# (round and occluded objects were RLE then and are outline polygons now: the same pixels), refs(unc).p
+# re-pickled, grefs(unc).json re-dumped.
 UNCHANGED = {
     "pixels": "b96c1a1621a96c582843196d720f0b90454c654c7b8ef307a12913295fef06e6",
-    "instances": "848fbae2cfbe002fd54960f5d8ab0a489df6366d77f791a0bc67941b70c2cc4f",
+    "instances": "641c8af514b71f9212636ea6d8a94a8958af8ebcb5f06bd4b4bbe586413a1ea0",
     "refs": "b46078846070bca376d0a3bf3c6e66a726726851265ce06e4ff6723489ef8c5b",
     "grefs": "462e1e281afa361ceafacc386208e81a74475a3a9c460997524d92011a375efe",
 }
@@ -53,6 +55,18 @@ def _read_refs(root: Path) -> tuple[list[dict], list[dict]]:
     refs = pickle.loads((root / "refshapes" / "refs(unc).p").read_bytes())
     grefs = json.loads((root / "grefshapes" / "grefs(unc).json").read_text())
     return refs, grefs
+
+
+def _decoded_instances_digest(path: Path) -> str:
+    """SHA-256 of a COCO file's content with each annotation's segmentation replaced by its decoded mask."""
+    coco = json.loads(path.read_text())
+    sizes = {image["id"]: (image["height"], image["width"]) for image in coco["images"]}
+    digest = hashlib.sha256(json.dumps({k: v for k, v in coco.items() if k != "annotations"}, sort_keys=True).encode())
+    for annotation in sorted(coco["annotations"], key=lambda annotation: annotation["id"]):
+        digest.update(json.dumps({k: v for k, v in annotation.items() if k != "segmentation"}, sort_keys=True).encode())
+        mask = decode_segmentation(annotation["segmentation"], *sizes[annotation["image_id"]], where=str(path))
+        digest.update(mask.tobytes())
+    return digest.hexdigest()
 
 
 def test_generator_output_is_unchanged_but_for_the_sentence_type(root: Path) -> None:
@@ -75,7 +89,7 @@ def test_generator_output_is_unchanged_but_for_the_sentence_type(root: Path) -> 
     assert set(types_of_refs) <= set(SENTENCE_TYPES)
     digests = {
         "pixels": pixels.hexdigest(),
-        "instances": hashlib.sha256((root / "refshapes" / "instances.json").read_bytes()).hexdigest(),
+        "instances": _decoded_instances_digest(root / "refshapes" / "instances.json"),
         "refs": hashlib.sha256(pickle.dumps(refs, protocol=2)).hexdigest(),
         "grefs": hashlib.sha256(json.dumps(grefs, sort_keys=True).encode()).hexdigest(),
     }

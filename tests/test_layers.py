@@ -11,7 +11,7 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "risam"
 LAYERS = [
     {"errors", "version"},
     {"files"},
-    {"config"},
+    {"config", "download"},
     {"data", "image_io", "metrics", "losses", "viz", "precision"},
     {"modeling", "grounding", "overlays"},
     {"weights"},

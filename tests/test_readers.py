@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from box_masks import box, box_polygon
 from risam.config import ConfigError
 from risam.data.catalog import COCO_IMAGES
 from risam.data.check import check_data_root
@@ -18,19 +19,6 @@ from risam.data.readers import load_split
 # Two COCO-style images: 1 (16 x 20) holds objects 101-104, 2 (12 x 10) holds 201-202.
 SIZES = {1: (16, 20), 2: (12, 10)}
 FILE_NAMES = {1: "COCO_train2014_000000000001.jpg", 2: "COCO_train2014_000000000002.jpg"}
-
-
-def box(size, *boxes):
-    """An H x W bool mask, True inside each (y0, y1, x0, x1) box."""
-    mask = np.zeros(size, dtype=bool)
-    for y0, y1, x0, x1 in boxes:
-        mask[y0:y1, x0:x1] = True
-    return mask
-
-
-def box_polygon(y0, y1, x0, x1):
-    """A COCO flat polygon that pycocotools fills exactly as rows y0:y1, columns x0:x1."""
-    return [x0, y0, x1, y0, x1, y1, x0, y1]
 
 
 def uncompressed_rle(mask):

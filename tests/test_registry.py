@@ -3,9 +3,8 @@
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-from official_formats import meta_sam, save_openai_jit
+from official_formats import meta_sam, save_openai_jit, small_openai_clip
 from risam import create_model, get_config, list_models
 
 
@@ -31,12 +30,7 @@ def test_create_model_loads_official_sam_and_openai_clip_files(tmp_path):
     )
     torch.save(sam.state_dict(), tmp_path / "sam_tiny.pth")
     torch.manual_seed(1)
-    clip = CLIP(
-        embed_dim=text.output_dim,
-        vision_cfg=CLIPVisionCfg(layers=1, width=64, patch_size=8, image_size=16),
-        text_cfg=CLIPTextCfg(width=text.width, heads=text.heads, layers=text.layers),
-        quick_gelu=True,
-    ).eval()
+    clip = small_openai_clip(text.output_dim, text.width, text.heads, text.layers)
     save_openai_jit(clip, tmp_path / "ViT-tiny.pt", image_size=16)
     reference_clip = open_clip.load_openai_model(str(tmp_path / "ViT-tiny.pt"), precision="fp32", device="cpu")
 

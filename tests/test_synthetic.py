@@ -308,11 +308,13 @@ def test_file_formats(refshapes: tuple[Path, dict, list[Scene]]) -> None:
     kinds = {category["id"]: category["name"] for category in coco["categories"]}
     formats = Counter()
     for annotation in coco["annotations"]:
-        polygon = isinstance(annotation["segmentation"], list)
-        formats["polygon" if polygon else "rle"] += 1
-        assert not polygon or kinds[annotation["category_id"]] in ANGULAR_KINDS
+        segmentation = annotation["segmentation"]
+        assert isinstance(segmentation, list) and all(isinstance(polygon, list) for polygon in segmentation)
+        on_pixel_edges = all(value % 1 == 0.5 for polygon in segmentation for value in polygon)
+        formats["outline" if on_pixel_edges else "drawn polygon"] += 1
+        assert on_pixel_edges or kinds[annotation["category_id"]] in ANGULAR_KINDS
         assert annotation["iscrowd"] == 0 and annotation["area"] > 0 and len(annotation["bbox"]) == 4
-    assert formats["polygon"] > 0 and formats["rle"] > 0
+    assert formats["outline"] > 0 and formats["drawn polygon"] > 0
 
 
 def test_sentence_free_baseline_is_far_below_what_words_allow(tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def _create_temporary(path: Path) -> tuple[Path, int]:
             os.close(descriptor)
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: str | os.PathLike) -> None:
     """Flush ``path``'s data to disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -82,13 +82,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield temporary
         # The writer may have put a new file there: safetensors writes its own temporary file, mode 0o600.
         os.chmod(temporary, mode)
-        _fsync(temporary)
+        fsync_path(temporary)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     if os.name == "posix":
-        _fsync(path.parent)
+        fsync_path(path.parent)
 
 
 @contextlib.contextmanager

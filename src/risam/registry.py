@@ -10,46 +10,52 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from risam.config import ConfigError, HeadConfig, ImageEncoderConfig, RISAMConfig, TextEncoderConfig
+from risam.download import RemoteFile, fetch, risam_home
 from risam.modeling.build import build_model
 from risam.modeling.risam import RISAM
 from risam.modeling.state_dict import load_state_dict_strict
 from risam.precision import choose_precision
 from risam.weights import encoder_architecture, load_encoders, load_weights
 
-
-@dataclass(frozen=True)
-class EncoderWeights:
-    """Where the official weights of a frozen encoder come from (downloaded by the user)."""
-
-    file_name: str
-    url: str
-
-
+# The official encoder files, fetched by ``risam download`` and by ``"download"`` in place of a file.
+# SAM: Meta's URLs from the segment-anything README. Meta publishes no checksum; each file name ends
+# in the first 6 hex digits of the file's MD5 (sam_vit_h_4b8939.pth: MD5 4b8939a8...), and the SHA-256
+# here is that of the files as Meta serves them, as independent projects' download manifests record it.
+# CLIP: OpenAI's URL from clip/clip.py, whose path carries the file's SHA-256 (OpenAI's loader checks it).
 SAM_WEIGHTS = {
-    "sam_vit_b": EncoderWeights(
-        "sam_vit_b_01ec64.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"
+    "sam_vit_b": RemoteFile(
+        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+        "sam_vit_b_01ec64.pth",
+        "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
     ),
-    "sam_vit_l": EncoderWeights(
-        "sam_vit_l_0b3195.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth"
+    "sam_vit_l": RemoteFile(
+        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+        "sam_vit_l_0b3195.pth",
+        "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
     ),
-    "sam_vit_h": EncoderWeights(
-        "sam_vit_h_4b8939.pth", "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth"
+    "sam_vit_h": RemoteFile(
+        "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+        "sam_vit_h_4b8939.pth",
+        "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
     ),
 }
 CLIP_WEIGHTS = {
-    "clip_vit_b16": EncoderWeights(
-        "ViT-B-16.pt",
+    "clip_vit_b16": RemoteFile(
         "https://openaipublic.azureedge.net/clip/models/"
         "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f/ViT-B-16.pt",
+        "ViT-B-16.pt",
+        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
     ),
 }
+# What an encoder file argument may say instead of a path: fetch the official file into the cache.
+DOWNLOAD = "download"
+WEIGHTS_CACHE = "weights"  # the folder of :func:`risam.download.risam_home` that holds encoder files
 
 _MODELS: dict[str, Callable[[], RISAMConfig]] = {}
 # Encoder weights that ship inside the package (risam/pretrained/), made by a committed command.
@@ -159,8 +165,10 @@ def create_model(
     """Build a RISAM model by registered ``name`` or from a RISAM weights file.
 
     sam_checkpoint: Meta's official SAM ``.pth`` (or an image-encoder state dict); for a timm
-        backbone (``image_encoder.backbone``, paper Tab. 7), its timm checkpoint.
-    clip_checkpoint: OpenAI CLIP ``.pt`` or an open_clip checkpoint.
+        backbone (``image_encoder.backbone``, paper Tab. 7), its timm checkpoint. ``"download"``:
+        the official file of the model's SAM (:data:`SAM_WEIGHTS`), from the cache or fetched into
+        it (:func:`official_weights`).
+    clip_checkpoint: OpenAI CLIP ``.pt`` or an open_clip checkpoint; ``"download"`` as above.
     checkpoint: a RISAM weights file; its stored config rebuilds the model (``name``, if
         given, must match it) and its trainable weights are loaded strictly.
     overrides: dotted config keys to change (not allowed together with ``checkpoint``).
@@ -180,6 +188,10 @@ def create_model(
         raise ValueError("create_model needs a model name or a checkpoint")
     else:
         config = get_config(name, overrides)
+    if sam_checkpoint is not None and str(sam_checkpoint) == DOWNLOAD:
+        sam_checkpoint = official_weights(SAM_WEIGHTS, config.image_encoder.variant, "image_encoder.variant")
+    if clip_checkpoint is not None and str(clip_checkpoint) == DOWNLOAD:
+        clip_checkpoint = official_weights(CLIP_WEIGHTS, config.text_encoder.variant, "text_encoder.variant")
     choice = choose_precision(precision, device)
     model = build_model(config, device=device, encoder_dtype=choice.dtype)
     shipped = pretrained and config.name in SHIPPED_ENCODERS and sam_checkpoint is None and clip_checkpoint is None
@@ -199,6 +211,20 @@ def create_model(
                 stacklevel=2,
             )
     return model
+
+
+def official_weights(table: Mapping[str, RemoteFile], variant: str, key: str, progress: bool = True) -> Path:
+    """The official encoder file of ``variant`` in ``table`` (:data:`SAM_WEIGHTS` or :data:`CLIP_WEIGHTS`):
+    the cached copy under ``$RISAM_HOME/weights``, else fetched there and checked against its SHA-256.
+
+    ``key`` names the config key in the error for a variant with no official file (e.g. the tiny encoders).
+    """
+    if variant not in table:
+        raise ConfigError(
+            f"{key}={variant!r} has no official weights to download; those with: {', '.join(table)}. "
+            "Pass the encoder file's path instead"
+        )
+    return fetch(table[variant], risam_home() / WEIGHTS_CACHE, progress=progress)
 
 
 def pretrained_path(name: str) -> Path:
@@ -235,12 +261,18 @@ def missing_encoder_files(
         official = SAM_WEIGHTS.get(image.variant)
         if image.family == "timm":
             source = f"the timm weights of {image.backbone}"
+        elif official:
+            source = f"{official.file_name} from {official.url} (or '{DOWNLOAD}' to fetch it into the cache)"
         else:
-            source = f"{official.file_name} from {official.url}" if official else f"the {image.variant} encoder weights"
+            source = f"the {image.variant} encoder weights"
         missing.append(f"--sam-checkpoint / sam_checkpoint= {source}")
     if text.freeze and clip_checkpoint is None:
         official = CLIP_WEIGHTS.get(text.variant)
-        source = f"{official.file_name} from {official.url}" if official else f"the {text.variant} encoder weights"
+        source = (
+            f"{official.file_name} from {official.url} (or '{DOWNLOAD}' to fetch it into the cache)"
+            if official
+            else f"the {text.variant} encoder weights"
+        )
         missing.append(f"--clip-checkpoint / clip_checkpoint= {source}")
     return missing
 

@@ -28,9 +28,34 @@ def run_info(args: argparse.Namespace) -> int:
 def run_data_synth(args: argparse.Namespace) -> int:
     from risam.data.refshapes import generate_refshapes
 
-    summary = generate_refshapes(args.out, num_images=args.images, seed=args.seed, progress=True)
+    summary = generate_refshapes(
+        args.out, num_images=args.images, seed=args.seed, progress=True, refer_layout=args.refer_layout
+    )
     print(json.dumps({"out": str(args.out), "splits": summary}, indent=2))
     return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from risam.download import verify
+    from risam.registry import CLIP_WEIGHTS, SAM_WEIGHTS, official_weights
+
+    names = [*SAM_WEIGHTS, *CLIP_WEIGHTS] if "all" in args.names else list(dict.fromkeys(args.names))
+    for name in names:
+        table = SAM_WEIGHTS if name in SAM_WEIGHTS else CLIP_WEIGHTS
+        path = official_weights(table, name, "NAME")
+        print(f"{name}: {path} (SHA-256 {verify(table[name], path)}, checked)")
+    return 0
+
+
+def run_data_download(args: argparse.Namespace) -> int:
+    from risam.data.check import check_data_root
+    from risam.data.download import download_dataset
+
+    summary = download_dataset(args.dataset, args.root, images=args.images, url_base=args.url_base)
+    print(json.dumps(summary, indent=2))
+    reports = [check_data_root(args.root, dataset) for dataset in summary["datasets"]]
+    print("\n".join(report.format() for report in reports))
+    return 0 if all(report.ok for report in reports) else 1
 
 
 def run_data_check(args: argparse.Namespace) -> int:

@@ -11,8 +11,10 @@ from risam.cli.commands import (
     run_ablate,
     run_convert_clip,
     run_data_check,
+    run_data_download,
     run_data_synth,
     run_demo,
+    run_download,
     run_evaluate,
     run_explain,
     run_export,
@@ -25,8 +27,17 @@ from risam.cli.commands import (
 from risam.cli.text import terminal_safe
 from risam.config import DEFAULT_THRESHOLD
 from risam.data.catalog import DATASETS
+from risam.data.download import DOWNLOADS
 from risam.precision import PRECISIONS
-from risam.registry import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, list_models
+from risam.registry import CLIP_WEIGHTS, DEFAULT_PRETRAINED, DOWNLOAD, SAM_WEIGHTS, SHIPPED_MODEL_LIMITS, list_models
+
+# What ``risam --help`` ends with: from a machine with internet to RefCOCO numbers (README, "Real data").
+REAL_DATA_PATH = f"""from a fresh machine with internet to RefCOCO numbers:
+  risam download sam_vit_h clip_vit_b16                  # into $RISAM_HOME (~/.cache/risam), SHA-256 checked
+  risam data download refcoco --root data --images       # annotations + COCO train2014, then risam data check
+  risam train --config refcoco --set data.root=data \\
+      --set model.sam_checkpoint={DOWNLOAD} --set model.clip_checkpoint={DOWNLOAD}
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,6 +66,12 @@ def _png_path(text: str) -> Path:
     return path
 
 
+def _weights_help() -> str:
+    """The names ``risam download`` takes, with their files."""
+    files = ", ".join(f"{name} ({remote.file_name})" for name, remote in {**SAM_WEIGHTS, **CLIP_WEIGHTS}.items())
+    return f"{files}, or all"
+
+
 def _add_model_files(parser: argparse.ArgumentParser) -> None:
     """The weights file of a trained model and the encoder files it was trained on."""
     parser.add_argument(
@@ -63,8 +80,18 @@ def _add_model_files(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"RISAM weights (.safetensors) or a shipped model's name (default: the built-in {DEFAULT_PRETRAINED})",
     )
-    parser.add_argument("--sam-checkpoint", type=Path, default=None, help="official SAM file (frozen encoder)")
-    parser.add_argument("--clip-checkpoint", type=Path, default=None, help="CLIP file (frozen encoder)")
+    parser.add_argument(
+        "--sam-checkpoint",
+        type=Path,
+        default=None,
+        help=f"official SAM file (frozen encoder), or '{DOWNLOAD}' for the cached official file (fetched if absent)",
+    )
+    parser.add_argument(
+        "--clip-checkpoint",
+        type=Path,
+        default=None,
+        help=f"CLIP file (frozen encoder), or '{DOWNLOAD}' for the cached official file (fetched if absent)",
+    )
     parser.add_argument(
         "--random-encoders",
         action="store_true",
@@ -98,7 +125,12 @@ def _add_model_command(
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``risam`` subcommand."""
-    parser = _Parser(prog="risam", description="Referring image segmentation with RISAM.")
+    parser = _Parser(
+        prog="risam",
+        description="Referring image segmentation with RISAM.",
+        epilog=REAL_DATA_PATH,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     info = commands.add_parser("info", help="a model's parts, parameter counts and input settings")
@@ -230,13 +262,44 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--cost", default=None, help="what the run cost, to record (e.g. 1 h 50 min on 2 CPU cores)")
     export.set_defaults(run=run_export)
 
-    data = commands.add_parser("data", help="datasets: generate RefShapes, check a data root")
+    download = commands.add_parser(
+        "download",
+        help="fetch the official SAM and CLIP files into the cache",
+        description="Fetch the official encoder files into $RISAM_HOME/weights (default ~/.cache/risam/weights), "
+        "resuming an interrupted transfer and checking each file's SHA-256; a file already there is checked "
+        f"again. Models and commands then take '{DOWNLOAD}' in place of an encoder file, e.g. "
+        f"risam train --config refcoco --set model.sam_checkpoint={DOWNLOAD} --set model.clip_checkpoint={DOWNLOAD}.",
+    )
+    download.add_argument(
+        "names", nargs="+", choices=[*SAM_WEIGHTS, *CLIP_WEIGHTS, "all"], metavar="NAME", help=_weights_help()
+    )
+    download.set_defaults(run=run_download)
+
+    data = commands.add_parser("data", help="datasets: download, generate RefShapes, check a data root")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
     synth = data_commands.add_parser("synth", help="write the RefShapes synthetic benchmark in REFER formats")
     synth.add_argument("--out", type=Path, required=True, help="data root to write")
     synth.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
     synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    synth.add_argument(
+        "--refer-layout",
+        action="store_true",
+        help="write the files where REFER and gRefCOCO look for RefCOCO and gRefCOCO (OUT/refcoco, OUT/grefcoco, "
+        "images under OUT/images/mscoco/images/train2014), so that REFER(OUT, 'refcoco', 'unc') opens them; "
+        "risam reads them as --dataset refcoco and grefcoco",
+    )
     synth.set_defaults(run=run_data_synth)
+    fetch = data_commands.add_parser(
+        "download",
+        help="fetch a dataset's annotations (and COCO train2014) into a data root, then check it",
+        description="Fetch a dataset's published annotation files into ROOT in the layout risam data check "
+        "expects, then run that check. The sources are the datasets' own READMEs (docs/data.md).",
+    )
+    fetch.add_argument("dataset", choices=list(DOWNLOADS), help="dataset to fetch")
+    fetch.add_argument("--root", type=Path, required=True, help="data root to fill")
+    fetch.add_argument("--images", action="store_true", help="also fetch COCO train2014 (13 GiB)")
+    fetch.add_argument("--url-base", default=None, help="a mirror: every file is fetched as URL_BASE/<file name>")
+    fetch.set_defaults(run=run_data_download)
     check = data_commands.add_parser("check", help="validate a data root and print counts per split")
     check.add_argument("root", type=Path, help="data root (REFER layout)")
     check.add_argument("--dataset", required=True, choices=list(DATASETS), help="dataset to check")

@@ -10,7 +10,9 @@ The layout is REFER's, which most RIS code expects::
     ROOT/phrasecut/refer_{train,val,test}.json  ROOT/phrasecut/images/*.jpg
     ROOT/refshapes/...  ROOT/grefshapes/...  ROOT/images/refshapes/*.png   (``risam data synth``)
 
-An image folder elsewhere is passed as ``image_root``.
+Users' own data (``custom``) is a root of its own: ``ROOT/refs.jsonl``, one line per object, with
+image and mask paths relative to ROOT (:mod:`risam.data.readers.jsonl`). An image folder elsewhere
+is passed as ``image_root``.
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ DATASETS: dict[str, DatasetSpec] = {
             "images/refshapes",
             17,
         ),
+        DatasetSpec("custom", "jsonl", "", "refs.jsonl", ("train", "val", "test"), "", 25),
     )
 }
 

@@ -102,12 +102,22 @@ def check_data_root(root: str | Path, dataset: str, image_root: str | Path | Non
 
 
 def _missing_images(data: ReferSplit) -> list[str]:
-    """One problem per image of the split whose file does not exist."""
-    return [
-        f"{data.source}: image_id {image.image_id}: image file {image.path} does not exist"
-        for image in data.images.values()
-        if not image.path.is_file()
+    """One problem per image of the split whose file does not exist; one for all the images of a folder that
+    does not exist (the images were not fetched, or lie elsewhere)."""
+    problems = []
+    absent_folders: dict[Path, int] = {}
+    for image in data.images.values():
+        if image.path.parent.is_dir():
+            if not image.path.is_file():
+                problems.append(f"{data.source}: image_id {image.image_id}: image file {image.path} does not exist")
+        else:
+            absent_folders[image.path.parent] = absent_folders.get(image.path.parent, 0) + 1
+    problems += [
+        f"{data.source}: image folder {folder} does not exist, where {count} image(s) of split {data.split!r} "
+        "should be; fetch them (risam data download ... --images) or pass --image-root"
+        for folder, count in absent_folders.items()
     ]
+    return problems
 
 
 def _undecodable_targets(data: ReferSplit, segmentation_path: Path) -> list[str]:

@@ -35,6 +35,11 @@ def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: 
     if config.data.root is None:
         raise ConfigError("data.root is not set; pass --set data.root=/path/to/data (a REFER-layout data root)")
     data = load_split(config.data.root, config.data.dataset, split, image_root=config.data.image_root)
+    if not data.expressions:
+        raise ConfigError(
+            f"split {split!r} of {config.data.dataset} under {config.data.root} has no sentences ({data.source}); "
+            "risam data check counts the sentences of every split"
+        )
     image = model.image_encoder.config
     return ReferDataset(
         data,

@@ -5,7 +5,8 @@ A dataset's :class:`~risam.data.catalog.DatasetSpec` names its format by ``kind`
 
 - ``refer`` (:mod:`~risam.data.readers.refer`): RefCOCO, RefCOCO+, RefCOCOg, RefShapes;
 - ``grefer`` (:mod:`~risam.data.readers.grefer`): gRefCOCO, gRefShapes;
-- ``phrasecut`` (:mod:`~risam.data.readers.phrasecut`): VGPhraseCut.
+- ``phrasecut`` (:mod:`~risam.data.readers.phrasecut`): VGPhraseCut;
+- ``jsonl`` (:mod:`~risam.data.readers.jsonl`): ``custom``, users' own images and sentences.
 
 REFER and gRefCOCO share :class:`~risam.data.readers.coco.CocoRefsReader` (a refs file over COCO's
 ``instances.json``). Every reader returns a :class:`~risam.data.records.ReferSplit` with one
@@ -14,7 +15,8 @@ expression per sentence; each reader module says how it reads where its format l
 Problems name the file and the ref, task, image or annotation (by position and id) and the key.
 By default the first one raises; with a ``problems`` list, per-record problems are appended to
 it and the record skipped, so that ``risam data check`` can report all of them at once.
-Image files are not opened here.
+Image files are not opened here, except by the ``jsonl`` reader, which reads an image's size from
+its header where a line does not state it, and reads PNG masks.
 
 To read a new format: subclass :class:`SplitReader` (its files, segmentation file, layout in
 words, and ``read``), add it to :data:`READERS` under a new kind, and add the datasets in that
@@ -29,6 +31,7 @@ from risam.config import ConfigError
 from risam.data.catalog import DatasetSpec, dataset_spec
 from risam.data.readers.base import SplitReader
 from risam.data.readers.grefer import GReferReader
+from risam.data.readers.jsonl import JsonLinesReader
 from risam.data.readers.phrasecut import PhraseCutReader
 from risam.data.readers.refer import ReferReader
 from risam.data.records import ReferSplit
@@ -37,6 +40,7 @@ READERS: dict[str, type[SplitReader]] = {
     "refer": ReferReader,
     "grefer": GReferReader,
     "phrasecut": PhraseCutReader,
+    "jsonl": JsonLinesReader,
 }
 
 __all__ = ["READERS", "SplitReader", "load_split", "reader_for", "segmentation_file"]
@@ -69,5 +73,6 @@ def load_split(
 
 
 def segmentation_file(root: str | Path, dataset: str, split: str) -> Path:
-    """The file holding a split's object segmentations: ``instances.json``, or PhraseCut's ``refer_<split>.json``."""
+    """The file holding a split's object segmentations: ``instances.json``, PhraseCut's ``refer_<split>.json``,
+    or ``refs.jsonl``."""
     return reader_for(dataset_spec(dataset), root).segmentation_file(split)

@@ -6,7 +6,16 @@
     OUT/refshapes/instances.json   OUT/refshapes/refs(unc).p          REFER: one target per sentence
     OUT/grefshapes/instances.json  OUT/grefshapes/grefs(unc).json     gRefCOCO: also multi- and no-target
 
-so that the ``refshapes`` and ``grefshapes`` datasets of :mod:`risam.data.catalog` read them.
+so that the ``refshapes`` and ``grefshapes`` datasets of :mod:`risam.data.catalog` read them. With
+``refer_layout=True`` (``risam data synth --refer-layout``) the same files go where REFER and gRefCOCO
+look for RefCOCO and gRefCOCO::
+
+    OUT/images/mscoco/images/train2014/refshapes_000001.png ...
+    OUT/refcoco/instances.json    OUT/refcoco/refs(unc).p
+    OUT/grefcoco/instances.json   OUT/grefcoco/grefs(unc).json
+
+so that ``REFER(OUT, "refcoco", "unc")`` opens them unchanged and risam reads them as ``refcoco`` and
+``grefcoco``. Every object is stored as COCO stores a non-crowd object, a list of polygons.
 Image ``i`` (1-based) is ``refshapes_{i:06d}.png``; its objects, refs and sentences have ids
 ``100 * i + k``. The same seed writes the same bytes.
 

@@ -4,7 +4,8 @@ Each image holds 3 to 7 objects (see :mod:`risam.data.refshapes.shapes`) over a 
 background; its sides vary in 112..176 pixels and are never equal. Objects drawn later occlude
 earlier ones; an object's mask is its visible part (as in COCO), and every object keeps at least
 60% of its area visible. A polygonal object that nothing occludes keeps its polygon, which then
-defines its mask; every other object is stored as an RLE of its mask.
+defines its mask; every other object is stored as the outline polygons of its mask
+(:func:`~risam.data.polygons.mask_to_polygons`), which decode to it exactly.
 
 **Splits** are by image: 70% train, 10% val, 10% testA, 10% testB (at least one image each),
 from a permutation seeded by ``seed``. As RefCOCO's testA refers to people and testB to other

@@ -40,7 +40,7 @@ class Shape:
     """One object of a scene: its attributes, centre (x, y in pixels) and visible H x W bool mask.
 
     ``polygon`` is the flat polygon ``[x1, y1, ...]`` whose pycocotools rasterization is the
-    mask (an unoccluded polygonal object), or None when the mask is stored as an RLE.
+    mask (an unoccluded polygonal object), or None when the mask is stored as its outline polygons.
     """
 
     ann_id: int

@@ -3,7 +3,8 @@
 :func:`generate_refshapes` writes the images (PNG without timestamps), one COCO ``instances.json``
 for both datasets (JSON with sorted keys), ``refs(unc).p`` (REFER: one target per ref, a pickle,
 protocol 2, of plain dicts, lists, strings and ints) and ``grefs(unc).json`` (gRefCOCO: also
-multi- and no-target refs), so that the same seed writes the same bytes.
+multi- and no-target refs), so that the same seed writes the same bytes. Every annotation is a
+non-crowd object stored as a list of polygons, as in COCO, so that REFER's ``getMask`` decodes it.
 
 Every sentence record (REFER's ``{sent_id, sent, raw, tokens}``) also carries ``type``, its
 :func:`~risam.data.refshapes.grammar.sentence_type`; REFER's own readers ignore the key,
@@ -24,25 +25,37 @@ from PIL import Image
 from tqdm import tqdm
 
 from risam.data.catalog import dataset_spec
-from risam.data.masks import encode_mask
+from risam.data.polygons import mask_to_polygons
 from risam.data.refshapes.grammar import Referral, normalize_sentence
 from risam.data.refshapes.scene import SPLITS, Scene, refshapes_scenes
 from risam.data.refshapes.shapes import CATEGORIES, CATEGORY_IDS, Shape
 
+# Where ``refer_layout`` puts the refs and grefs: REFER's RefCOCO and gRefCOCO folders (images under COCO's).
+REFER_LAYOUT = ("refcoco", "grefcoco")
+
 
 def generate_refshapes(
-    out: str | Path, num_images: int, seed: int, expressions_per_image: int = 7, progress: bool = False
+    out: str | Path,
+    num_images: int,
+    seed: int,
+    expressions_per_image: int = 7,
+    progress: bool = False,
+    refer_layout: bool = False,
 ) -> dict[str, dict[str, int]]:
     """Write RefShapes under the data root ``out`` (the layout is in :mod:`risam.data.refshapes`).
 
-    ``progress`` shows a progress bar with throughput and ETA.
+    ``progress`` shows a progress bar with throughput and ETA. ``refer_layout`` writes the same files
+    where REFER and gRefCOCO look for RefCOCO and gRefCOCO (:data:`REFER_LAYOUT`), so that their APIs
+    (``REFER(out, "refcoco", "unc")``) and other projects' data scripts open them unchanged; risam then
+    reads them as ``refcoco`` and ``grefcoco``.
 
     Returns per-split counts, a plain dict ``{split: {"images", "objects", "sentences",
     "gref_sentences"}}``: ``sentences`` counts the single-target sentences of ``refs(unc).p``,
     ``gref_sentences`` all sentences of ``grefs(unc).json``.
     """
     out = Path(out)
-    image_dir = out / dataset_spec("refshapes").image_dir
+    refs_dataset, grefs_dataset = REFER_LAYOUT if refer_layout else ("refshapes", "grefshapes")
+    image_dir = out / dataset_spec(refs_dataset).image_dir
     image_dir.mkdir(parents=True, exist_ok=True)
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
@@ -66,28 +79,32 @@ def generate_refshapes(
                 counts["sentences"] += len(referral.sentences)
 
     instances = json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES}, sort_keys=True)
-    for name in ("refshapes", "grefshapes"):
+    for name in (refs_dataset, grefs_dataset):
         folder = out / dataset_spec(name).folder
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "instances.json").write_text(instances)
-    (out / dataset_spec("refshapes").folder / dataset_spec("refshapes").refs_file).write_bytes(
+    (out / dataset_spec(refs_dataset).folder / dataset_spec(refs_dataset).refs_file).write_bytes(
         pickle.dumps(refs, protocol=2)
     )
-    (out / dataset_spec("grefshapes").folder / dataset_spec("grefshapes").refs_file).write_text(
+    (out / dataset_spec(grefs_dataset).folder / dataset_spec(grefs_dataset).refs_file).write_text(
         json.dumps(grefs, sort_keys=True)
     )
     return summary
 
 
 def _annotation(image_id: int, shape: Shape) -> dict[str, Any]:
-    """The COCO annotation of one shape: its polygon when it defines the mask, an RLE otherwise."""
+    """The COCO annotation of one shape (never a crowd): a list of polygons, as COCO stores non-crowd objects.
+
+    An unoccluded polygonal shape keeps the polygon it was drawn from; any other mask is stored as the
+    outline polygons of :func:`~risam.data.polygons.mask_to_polygons`, which decode to it exactly.
+    """
     ys, xs = np.nonzero(shape.mask)
     x0, y0 = int(xs.min()), int(ys.min())
     return {
         "id": shape.ann_id,
         "image_id": image_id,
         "category_id": CATEGORY_IDS[shape.kind],
-        "segmentation": [list(shape.polygon)] if shape.polygon is not None else encode_mask(shape.mask),
+        "segmentation": [list(shape.polygon)] if shape.polygon is not None else mask_to_polygons(shape.mask),
         "area": float(shape.mask.sum()),
         "bbox": [float(x0), float(y0), float(xs.max() - x0 + 1), float(ys.max() - y0 + 1)],
         "iscrowd": 0,
