@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import json
 import os
 import re
 import socket
@@ -38,6 +39,8 @@ class Server:
     files: dict[str, bytes] = field(default_factory=dict)
     cuts: dict[str, int] = field(default_factory=dict)  # the next N GETs: full length announced, half sent, closed
     ignore_range: set[str] = field(default_factory=set)  # answers 200 with the whole file even to a Range
+    wrong_range: set[str] = field(default_factory=set)  # answers a Range with 206 and the file from byte 0
+    no_length: set[str] = field(default_factory=set)  # sends no Content-Length
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
 
 
@@ -56,16 +59,23 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
                 return
             start = 0
             match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range") or "")
-            if match and path not in state.ignore_range:
+            if match and path in state.wrong_range:
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes 0-{len(body) - 1}/{len(body)}")
+            elif match and path not in state.ignore_range:
                 start = int(match.group(1))
                 if start >= len(body):
-                    self.send_error(416, "Range Not Satisfiable")
+                    self.send_response(416)
+                    self.send_header("Content-Range", f"bytes */{len(body)}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                     return
                 self.send_response(206)
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             else:
                 self.send_response(200)
-            self.send_header("Content-Length", str(len(body) - start))
+            if path not in state.no_length:
+                self.send_header("Content-Length", str(len(body) - start))
             self.end_headers()
             if state.cuts.get(path, 0) > 0:
                 state.cuts[path] -= 1
@@ -104,7 +114,7 @@ def test_a_full_download_is_checked_and_renamed_into_place_with_the_users_umask(
         os.umask(previous)
     assert path == tmp_path / "cache" / "w.pth" and path.read_bytes() == PAYLOAD
     assert oct(path.stat().st_mode & 0o777) == oct(0o640)
-    assert sorted(p.name for p in path.parent.iterdir()) == ["w.pth"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [".fetch.lock", "w.pth"]  # no .part left
     assert fetch(remote, tmp_path / "cache", progress=False) == path  # in the cache: not fetched again
     assert len(server.requests) == 1
 
@@ -156,13 +166,35 @@ def test_a_server_that_ignores_the_range_starts_the_file_over(server: Server, tm
     assert fetch(remote, tmp_path, progress=False).read_bytes() == PAYLOAD
 
 
+def test_a_part_file_that_does_not_match_the_server_is_replaced(server: Server, tmp_path: Path):
+    remote = _remote(server, "w.pth", PAYLOAD, sha256=None)
+    (tmp_path / "w.pth.part").write_bytes(PAYLOAD + b"tail")  # longer than the file: the server answers 416
+    assert fetch(remote, tmp_path, progress=False).read_bytes() == PAYLOAD
+    assert server.requests == [("/w.pth", f"bytes={len(PAYLOAD) + 4}-"), ("/w.pth", None)]
+
+
+def test_a_complete_part_file_is_taken_as_it_is(server: Server, tmp_path: Path):
+    remote = _remote(server, "w.pth", PAYLOAD)
+    (tmp_path / "w.pth.part").write_bytes(PAYLOAD)  # the earlier run ended before the rename
+    assert fetch(remote, tmp_path, progress=False).read_bytes() == PAYLOAD
+    assert server.requests == [("/w.pth", f"bytes={len(PAYLOAD)}-")]
+
+
+def test_a_206_from_another_offset_starts_the_file_over(server: Server, tmp_path: Path):
+    remote = _remote(server, "w.pth", PAYLOAD, sha256=None)
+    server.wrong_range.add("/w.pth")
+    (tmp_path / "w.pth.part").write_bytes(PAYLOAD[:1000])
+    assert fetch(remote, tmp_path, progress=False).read_bytes() == PAYLOAD
+    assert server.requests == [("/w.pth", "bytes=1000-"), ("/w.pth", None)]
+
+
 def test_a_wrong_sha256_refuses_and_removes_the_file(server: Server, tmp_path: Path):
     remote = _remote(server, "w.pth", PAYLOAD, sha256="0" * 64)
     with pytest.raises(DownloadError) as caught:
         fetch(remote, tmp_path, progress=False)
     message = str(caught.value)
     assert "\n" not in message and remote.url in message and _sha256(PAYLOAD) in message and "0" * 64 in message
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] == [".fetch.lock"]
 
 
 def test_a_missing_file_is_one_line_with_the_manual_command(server: Server, tmp_path: Path):
@@ -171,7 +203,7 @@ def test_a_missing_file_is_one_line_with_the_manual_command(server: Server, tmp_
         fetch(remote, tmp_path, progress=False)
     message = str(caught.value)
     assert "\n" not in message and "HTTP 404" in message and f"curl -L -C - -o {tmp_path / 'absent.pth'}" in message
-    assert list(tmp_path.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir()] == [".fetch.lock"]
 
 
 def test_no_network_is_one_line_naming_what_was_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys):
@@ -230,6 +262,10 @@ def test_download_in_place_of_encoder_files_loads_the_fetched_files(
     monkeypatch.delitem(SAM_WEIGHTS, "tiny")
     with pytest.raises(ConfigError, match=r"image_encoder.variant='tiny' has no official weights to download"):
         create_model("risam_tiny", sam_checkpoint="download")
+    with pytest.raises(ConfigError, match=r"is a timm model: 'download' fetches only Meta's SAM files"):
+        create_model(
+            "risam_vit_b", sam_checkpoint="download", overrides={"image_encoder.backbone": "vit_tiny_patch16_224"}
+        )
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
@@ -259,7 +295,7 @@ def test_data_download_fills_a_root_that_passes_the_check(server: Server, tmp_pa
     assert "no problems found" in out and '"skipped": [\n    "refcoco.zip"' in out
     for name, data in {**refcoco, **{f"images/mscoco/images/{k}": v for k, v in train2014.items()}}.items():
         assert (root / name).read_bytes() == data, name
-    assert list((root / ".downloads").iterdir()) == []
+    assert [path.name for path in (root / ".downloads").iterdir()] == [".fetch.lock"]
     assert [path for path, _ in server.requests] == ["/refcoco.zip", "/train2014.zip"]
 
 
@@ -268,6 +304,17 @@ def test_data_download_refuses_an_archive_that_writes_outside_the_root(server: S
     code = main(["data", "download", "refcoco+", "--root", str(tmp_path / "root"), "--url-base", server.base])
     assert code == 2 and "'../escaped.txt' would be written outside" in capsys.readouterr().err
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "root" / "refcoco+").exists()
+
+
+def test_data_download_refuses_a_json_file_cut_short(server: Server, tmp_path: Path, capsys):
+    server.files["/grefs(unc).json"] = json.dumps([{"ref_id": index} for index in range(500)]).encode()
+    server.files["/instances.json"] = b"{}"
+    server.no_length.add("/grefs(unc).json")
+    server.cuts["/grefs(unc).json"] = 1  # no length stated: the cut cannot be seen in the transfer
+    root = tmp_path / "root"
+    assert main(["data", "download", "grefcoco", "--root", str(root), "--url-base", server.base]) == 2
+    assert "grefs(unc).json is not JSON" in capsys.readouterr().err
+    assert not (root / "grefcoco" / "grefs(unc).json").exists() and not list((root / ".downloads").glob("*.json"))
 
 
 def test_data_download_of_grefcoco_places_its_two_files(server: Server, tmp_path: Path, capsys):

@@ -26,8 +26,10 @@ import re
 import shlex
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 
 from tqdm import tqdm
@@ -44,6 +46,7 @@ from risam.version import __version__
 HOME_VARIABLE = "RISAM_HOME"
 ATTEMPTS = 3  # transfers per fetch: an interrupted one is resumed twice before giving up
 TIMEOUT_SECONDS = 60.0  # for connecting and for each read
+LOCK_FILE = ".fetch.lock"  # in each folder that files are fetched into; locked while a file is fetched
 _CHUNK_BYTES = 1 << 20
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
@@ -103,18 +106,22 @@ def fetch(remote: RemoteFile, folder: str | os.PathLike, progress: bool = True) 
 
 @contextlib.contextmanager
 def _folder_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (``flock``, released when the process dies), so that processes
-    started together (the ranks of ``torchrun``) fetch a file once, not into the same ``.part`` at once.
-    Where ``fcntl`` does not exist (Windows) nothing is locked."""
+    """Hold an exclusive lock on the file :data:`LOCK_FILE` in ``folder`` (``flock``, released when the process
+    dies), so that processes started together (the ranks of ``torchrun``) fetch a file once, not into the same
+    ``.part`` at once. Where locks are unavailable (Windows; NFS or Lustre without lock support) the fetch goes
+    on unlocked, with a warning naming the folder."""
     if fcntl is None:
         yield
         return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+    with open(folder / LOCK_FILE, "a+") as handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        except OSError as error:
+            warnings.warn(
+                f"{folder}: cannot lock ({error.strerror}); processes fetching the same file at once would collide",
+                stacklevel=4,
+            )
         yield
-    finally:
-        os.close(descriptor)
 
 
 def _fetch_locked(remote: RemoteFile, destination: Path, progress: bool) -> None:
@@ -169,20 +176,28 @@ def _transfer(url: str, partial: Path, progress: bool) -> None:
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_SECONDS)
     except urllib.error.HTTPError as error:
-        if error.code == 416 and start:  # the range starts at the end: the partial file is complete
-            return
+        if error.code == 416 and start:  # nothing from ``start`` on: complete if the file has exactly that size
+            if _range_total(error.headers) == start:
+                return
+            partial.unlink()
+            raise _Interrupted(f"{partial} did not match the file on the server and was removed") from error
         raise DownloadError(
             f"{url}: the server answered HTTP {error.code} {error.reason}; check the name and the URL, or fetch "
             f"it by hand: {manual_command(url, destination)}"
         ) from error
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
+        kept = f"; {partial} keeps the {start} bytes that arrived, and the same command resumes it" if start else ""
         raise DownloadError(
-            f"could not reach {url} ({reason}); with no network, fetch it on a machine that has one and place it "
-            f"there: {manual_command(url, destination)}"
+            f"could not reach {url} ({reason}){kept}; with no network, fetch it on a machine that has one and place "
+            f"it there: {manual_command(url, destination)}"
         ) from error
     with response:
-        resumed = start if start and response.status == 206 and _range_start(response) == start else 0
+        if response.status == 206 and _range_start(response.headers) != start:
+            response.close()
+            partial.unlink(missing_ok=True)
+            raise _Interrupted(f"the server sent another range than bytes {start}-; starting over")
+        resumed = start if response.status == 206 else 0
         length = response.headers.get("Content-Length")
         total = resumed + int(length) if length and length.isdigit() else None
         received = resumed
@@ -209,7 +224,13 @@ def _transfer(url: str, partial: Path, progress: bool) -> None:
         raise _Interrupted(f"after {received} of {total} bytes")
 
 
-def _range_start(response: http.client.HTTPResponse) -> int | None:
+def _range_start(headers: Message) -> int | None:
     """The first byte a 206 response holds, from its Content-Range header; None if it has none."""
-    match = _CONTENT_RANGE.fullmatch(response.headers.get("Content-Range", "").strip())
+    match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", "").strip())
+    return int(match.group(1)) if match else None
+
+
+def _range_total(headers: Message) -> int | None:
+    """The file's size from a Content-Range header (``bytes */N`` of a 416 answer); None if not stated."""
+    match = re.fullmatch(r"bytes \*/(\d+)", headers.get("Content-Range", "").strip())
     return int(match.group(1)) if match else None

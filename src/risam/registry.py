@@ -189,6 +189,11 @@ def create_model(
     else:
         config = get_config(name, overrides)
     if sam_checkpoint is not None and str(sam_checkpoint) == DOWNLOAD:
+        if config.image_encoder.family == "timm":
+            raise ConfigError(
+                f"image_encoder.backbone={config.image_encoder.backbone!r} is a timm model: '{DOWNLOAD}' fetches "
+                "only Meta's SAM files; pass the timm checkpoint's path as sam_checkpoint"
+            )
         sam_checkpoint = official_weights(SAM_WEIGHTS, config.image_encoder.variant, "image_encoder.variant")
     if clip_checkpoint is not None and str(clip_checkpoint) == DOWNLOAD:
         clip_checkpoint = official_weights(CLIP_WEIGHTS, config.text_encoder.variant, "text_encoder.variant")

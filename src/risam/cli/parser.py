@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("dataset", choices=list(DOWNLOADS), help="dataset to fetch")
     fetch.add_argument("--root", type=Path, required=True, help="data root to fill")
-    fetch.add_argument("--images", action="store_true", help="also fetch COCO train2014 (13 GiB)")
+    fetch.add_argument("--images", action="store_true", help="also fetch COCO train2014 (13 GiB, about 26 GiB of disk while it is unpacked)")
     fetch.add_argument("--url-base", default=None, help="a mirror: every file is fetched as URL_BASE/<file name>")
     fetch.set_defaults(run=run_data_download)
     check = data_commands.add_parser("check", help="validate a data root and print counts per split")

@@ -114,7 +114,8 @@ def _missing_images(data: ReferSplit) -> list[str]:
             absent_folders[image.path.parent] = absent_folders.get(image.path.parent, 0) + 1
     problems += [
         f"{data.source}: image folder {folder} does not exist, where {count} image(s) of split {data.split!r} "
-        "should be; fetch them (risam data download ... --images) or pass --image-root"
+        "should be; fetch them (risam data download DATASET --root ROOT --images), or tell risam data check "
+        "where they are (--image-root)"
         for folder, count in absent_folders.items()
     ]
     return problems

@@ -11,14 +11,16 @@ Where each file comes from (the URLs that the datasets' own READMEs give):
   unpacked to ``ROOT/images/mscoco/images/train2014``.
 
 None of these publishes a checksum, so the files are not verified; the SHA-256 of every file fetched is
-reported, for the record. ``url_base`` fetches every file by its name from a mirror instead. Archives
-are fetched into ``ROOT/.downloads`` (resumable, :func:`risam.download.fetch`), unpacked into a staging
-folder there, moved into place, and deleted. A dataset whose annotation files are all in place is not
-fetched again.
+reported, for the record. ``url_base`` fetches every file by its name from a mirror instead. Files
+are fetched into ``ROOT/.downloads`` (resumable, :func:`risam.download.fetch`); a zip is unpacked into a
+staging folder there, moved into place and deleted (so COCO's needs about twice its 13 GiB while it is
+unpacked); a JSON file is parsed before it is moved into place. A dataset whose annotation files are all
+in place is not fetched again.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import zipfile
@@ -121,8 +123,26 @@ def _fetch_into(remote: RemoteFile, root: Path, destination: Path, progress: boo
         _unpack(archive, destination)
         archive.unlink()
         return {"url": remote.url, "path": str(destination), "sha256": digest}
-    path = fetch(remote, destination, progress=progress)
-    return {"url": remote.url, "path": str(path), "sha256": sha256_of(path)}
+    fetched = fetch(remote, root / ARCHIVES, progress=progress)
+    if fetched.suffix == ".json":
+        _check_json(fetched)
+    path = destination / remote.file_name
+    digest = sha256_of(fetched)
+    _move(fetched, path)
+    return {"url": remote.url, "path": str(path), "sha256": digest}
+
+
+def _check_json(path: Path) -> None:
+    """DownloadError, and ``path`` removed, unless it holds JSON: a transfer cut short without a stated length,
+    which no published checksum would catch, is not put in place (where it would count as fetched)."""
+    try:
+        with open(path, "rb") as handle:
+            json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        path.unlink()
+        raise DownloadError(
+            f"{path} is not JSON ({error}); the transfer was cut short, it was removed: run again"
+        ) from error
 
 
 def _unpack(archive: Path, destination: Path) -> None:
@@ -152,4 +172,4 @@ def _move(source: Path, target: Path) -> None:
             _move(entry, target / entry.name)
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, target)
+    shutil.move(source, target)  # a rename, or a copy where ROOT's folders lie on other disks

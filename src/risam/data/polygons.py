@@ -31,7 +31,22 @@ def mask_to_polygons(mask: np.ndarray) -> list[list[float]]:
     """
     mask = np.asarray(mask, dtype=bool)
     labels, count = _label_parts(mask)
-    return [_part_polygon(labels == label) for label in range(1, count + 1)]
+    if count == 0:
+        return []
+    rows, cols = np.nonzero(labels)
+    part_of_pixel = labels[rows, cols]
+    top = np.full(count + 1, mask.shape[0])
+    left = np.full(count + 1, mask.shape[1])
+    bottom = np.zeros(count + 1, dtype=np.int64)
+    right = np.zeros(count + 1, dtype=np.int64)
+    np.minimum.at(top, part_of_pixel, rows)  # each part's bounding box, so each is traced within its own
+    np.minimum.at(left, part_of_pixel, cols)
+    np.maximum.at(bottom, part_of_pixel, rows + 1)
+    np.maximum.at(right, part_of_pixel, cols + 1)
+    return [
+        _part_polygon(labels[top[label] : bottom[label], left[label] : right[label]] == label, left[label], top[label])
+        for label in range(1, count + 1)
+    ]
 
 
 def _label_parts(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -56,10 +71,16 @@ def _label_parts(mask: np.ndarray) -> tuple[np.ndarray, int]:
         return index
 
     for row in range(1, mask.shape[0]):
-        for index in runs_of_row[row]:
-            for other in runs_of_row[row - 1]:
-                if runs[other][1] < runs[index][2] and runs[index][1] < runs[other][2]:
-                    parent[root(other)] = root(index)
+        above, here = list(runs_of_row[row - 1]), list(runs_of_row[row])
+        i = j = 0
+        while i < len(here) and j < len(above):  # both sorted by column: walk them together
+            (_, start, stop), (_, other_start, other_stop) = runs[here[i]], runs[above[j]]
+            if other_start < stop and start < other_stop:
+                parent[root(above[j])] = root(here[i])
+            if stop < other_stop:
+                i += 1
+            else:
+                j += 1
     labels = np.zeros(mask.shape, dtype=np.int32)
     numbers: dict[int, int] = {}
     for index, (row, start, stop) in enumerate(runs):
@@ -67,16 +88,17 @@ def _label_parts(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return labels, len(numbers)
 
 
-def _part_polygon(part: np.ndarray) -> list[float]:
-    """One polygon for one 4-connected part: its outline and its holes' outlines joined by out-and-back bridges."""
+def _part_polygon(part: np.ndarray, left: int, top: int) -> list[float]:
+    """One polygon for one 4-connected part (``part`` cut out of the mask at column ``left``, row ``top``): its
+    outline and its holes' outlines joined by out-and-back bridges."""
     rings = _outline_rings(part)
-    rings.sort(key=lambda ring: min(ring))  # the outer outline holds the part's leftmost-topmost corner
+    rings.sort(key=min)  # the outer outline holds the part's leftmost-topmost corner (a convex corner, kept)
     outer, holes = rings[0], rings[1:]
     corners = [*outer, outer[0]]
     for hole in holes:
         corners += [*hole, hole[0], outer[0]]
     corners = corners[:-1]  # the polygon closes itself back to outer[0]
-    return [float(value) - 0.5 for corner in corners for value in corner]
+    return [float(value) - 0.5 for col, row in corners for value in (col + left, row + top)]
 
 
 def _outline_rings(part: np.ndarray) -> list[list[Corner]]:
@@ -100,7 +122,7 @@ def _outline_rings(part: np.ndarray) -> list[list[Corner]]:
             edges[(col + start[0], row + start[1])].append((col + end[0], row + end[1]))
     rings = []
     while edges:
-        first = min(edges)
+        first = next(iter(edges))
         ring = [first]
         corner = _take_edge(edges, first)
         while corner != first:
