@@ -3,9 +3,12 @@
 import json
 
 import pytest
+import torch
+from PIL import Image
 
 from risam import create_model, load_weights
-from risam.ablation import VARIANTS, list_variants, parse_variants, variant_config
+from risam.ablation import VARIANTS, Claim, list_variants, parse_variants, variant_config
+from risam.ablation.summary import judge, spread
 from risam.cli import main
 from risam.config import ConfigError
 from risam.config.experiment import load_config
@@ -48,10 +51,7 @@ def test_list_shows_trainable_parameters(capsys):
     assert "| sam_directly | Tab. 11 | 57.23 |" in out
 
 
-def test_ablate_trains_and_evaluates_two_variants_into_one_table(tmp_path, capsys):
-    data = tmp_path / "data"
-    generate_refshapes(data, num_images=8, seed=2)
-    out = tmp_path / "ablation"
+def _ablate(out, data, *extra):
     settings = [
         f"data.root={data}",
         # The frozen tiny encoders ship in the package, so the evaluator rebuilds exactly what was trained.
@@ -62,28 +62,89 @@ def test_ablate_trains_and_evaluates_two_variants_into_one_table(tmp_path, capsy
         "train.max_steps=2",
         "train.progress=false",
         "eval.images_per_batch=4",
+        *extra,
     ]
     args = ["ablate", "--config", "refshapes_tiny", "--variants", "full,conv_fusion", "--out", str(out)]
-    assert main(args + [part for setting in settings for part in ("--set", setting)]) == 0
+    return main([*args, "--seeds", "0,1"] + [part for setting in settings for part in ("--set", setting)])
+
+
+def test_ablate_trains_and_evaluates_two_variants_over_two_seeds_into_one_table(tmp_path, capsys):
+    data = tmp_path / "data"
+    generate_refshapes(data, num_images=8, seed=2)
+    out = tmp_path / "ablation"
+    assert _ablate(out, data) == 0
     table = json.loads((out / "ablation.json").read_text())
-    assert (table["model"], table["dataset"], table["split"], table["seed"]) == ("risam_tiny", "refshapes", "val", 0)
+    assert (table["model"], table["dataset"], table["split"], table["seeds"]) == (
+        "risam_tiny",
+        "refshapes",
+        "val",
+        [0, 1],
+    )
     assert table["budget"] == {"epochs": 1, "max_steps": 2, "global_groups": 2}
     assert [row["name"] for row in table["variants"]] == ["full", "conv_fusion"]
+    assert 0 < table["sentence_free_baseline"] < 1
     markdown = (out / "ablation.md").read_text()
-    assert "| Variant | Paper | Pr@50 | Pr@60 | Pr@70 | Pr@80 | Pr@90 | IoU | Paper IoU (RefCOCO val) |" in markdown
+    assert (
+        "| Variant | Paper | Seeds | IoU | IoU min-max | mIoU | Pr@50 | Pr@60 | Pr@70 | Pr@80 | Pr@90 | Gap |"
+        in markdown
+    )
     for row in table["variants"]:
-        run = out / row["name"]
-        config, _ = load_weights(run / "checkpoints" / "last.safetensors")
-        assert config.head.fusion == ("conv" if row["name"] == "conv_fusion" else "mutual_attention")
-        model = create_model(checkpoint=run / "checkpoints" / "last.safetensors")
+        assert [run["seed"] for run in row["runs"]] == [0, 1]
+        ious = []
+        for run in row["runs"]:
+            folder = out / row["name"] / f"seed_{run['seed']}"
+            config, _ = load_weights(folder / "checkpoints" / "last.safetensors")
+            assert config.head.fusion == ("conv" if row["name"] == "conv_fusion" else "mutual_attention")
+            assert run["results"] == json.loads((folder / "results_val.json").read_text())
+            assert run == json.loads((folder / "run.json").read_text())
+            assert run["train_seconds"] > 0 and run["eval_seconds"] > 0
+            ious.append(run["results"]["overall_iou"])
+        model = create_model(checkpoint=out / row["name"] / "seed_0" / "checkpoints" / "last.safetensors")
         assert row["trainable_params"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
-        results = row["results"]
-        assert results == json.loads((run / "results_val.json").read_text())
-        assert results["num_samples"] > 0 and list(results["precision"]) == ["0.5", "0.6", "0.7", "0.8", "0.9"]
-        assert row["train_seconds"] > 0 and row["eval_seconds"] > 0
-        paper = row["paper_results"]["RefCOCO val"]
-        cells = [f"{100 * results['precision'][key]:.2f}" for key in results["precision"]]
-        cells += [f"{100 * results['overall_iou']:.2f}", f"{paper['iou']:.2f}", f"{row['trainable_params']:,}"]
-        assert f"| {row['name']} | {row['paper']} | " + " | ".join(cells) + " |" in markdown
-    assert table["variants"][1]["paper_results"]["RefCOCO val"]["iou"] == 71.27
+        iou = row["summary"]["overall_iou"]
+        assert (iou["values"], iou["min"], iou["max"]) == (ious, min(ious), max(ious))
+        assert iou["mean"] == pytest.approx(sum(ious) / 2) and iou["sd"] == pytest.approx(
+            abs(ious[0] - ious[1]) / 2**0.5
+        )
+        assert set(row["summary"]) == {"overall_iou", "mean_iou", "grounding_gap"} | {
+            f"precision@{key}" for key in ("0.5", "0.6", "0.7", "0.8", "0.9")
+        }
+        cell = f"{100 * iou['mean']:.2f} ± {100 * iou['sd']:.2f} | {100 * iou['min']:.2f}-{100 * iou['max']:.2f}"
+        assert f" | {row['paper']} | 2 | {cell} | " in markdown
+    seed_weights = [
+        load_weights(out / "full" / f"seed_{seed}" / "checkpoints" / "last.safetensors")[1] for seed in (0, 1)
+    ]
+    assert any(not torch.equal(seed_weights[0][key], seed_weights[1][key]) for key in seed_weights[0])  # seeds reach it
+    claims = {claim["claim"]: claim for claim in table["claims"]}
+    assert claims["Feature Enhancement helps"]["verdict"] == "not measured"
+    fusion = claims["Mutual-Aware Attention beats the other fusions"]
+    assert fusion["verdict"].endswith("(1 of 4 rivals measured)") and [r["name"] for r in fusion["rivals"]] == [
+        "conv_fusion"
+    ]
+    with Image.open(out / "ablation.png") as figure:
+        assert figure.format == "PNG" and figure.width >= 800
     assert markdown.strip() in capsys.readouterr().out
+
+    stamps = {path: path.stat().st_mtime_ns for path in out.rglob("last.safetensors")}
+    assert _ablate(out, data) == 0  # every run recorded: nothing trains again
+    assert {path: path.stat().st_mtime_ns for path in out.rglob("last.safetensors")} == stamps
+    assert json.loads((out / "ablation.json").read_text()) == table
+    assert _ablate(out, data, "optim.lr=1e-3") == 2
+    assert "records a run with other settings" in capsys.readouterr().err
+
+
+def test_claims_are_judged_by_the_seed_spread():
+    def summary(*values):
+        return {"overall_iou": spread(values)}
+
+    claim = Claim("FE helps", "Tab. 2", ("no_fe",))
+    assert judge(claim, {"full": summary(0.50, 0.52, 0.51), "no_fe": summary(0.40, 0.45, 0.49)})["verdict"] == "agrees"
+    assert judge(claim, {"full": summary(0.50, 0.52), "no_fe": summary(0.51, 0.60)})["verdict"] == "can't tell"
+    lost = judge(claim, {"full": summary(0.40, 0.42), "no_fe": summary(0.50, 0.60)})
+    assert lost["verdict"] == "disagrees" and lost["rivals"][0]["difference"] == pytest.approx(-14.0)
+    assert judge(claim, {"full": summary(0.50), "no_fe": summary(0.40)})["verdict"] == "can't tell"
+    assert judge(claim, {"full": summary(0.50, 0.52)})["verdict"] == "not measured"
+    two = Claim("2 blocks are best", "Tab. 4", ("ma_blocks_1", "ma_blocks_3"))
+    mixed = {"full": summary(0.5, 0.52), "ma_blocks_1": summary(0.3, 0.32), "ma_blocks_3": summary(0.55, 0.6)}
+    assert judge(two, mixed)["verdict"] == "disagrees"
+    assert spread([0.2, 0.4])["sd"] == pytest.approx(0.1414213, rel=1e-5)

@@ -2,7 +2,6 @@
 runner that trains, evaluates and tabulates them alike (:mod:`~risam.ablation.runner`)."""
 
 from risam.ablation.runner import (
-    ablation_markdown,
     describe_variants,
     list_variants,
     parse_variants,
@@ -10,10 +9,13 @@ from risam.ablation.runner import (
     trainable_parameters,
     variant_config,
 )
+from risam.ablation.summary import CLAIMS, Claim, ablation_markdown
 from risam.ablation.variants import VARIANTS, PaperResult, Variant
 
 __all__ = [
+    "CLAIMS",
     "VARIANTS",
+    "Claim",
     "PaperResult",
     "Variant",
     "ablation_markdown",

@@ -4,18 +4,23 @@
 data, seed and budget through the ordinary trainer (:func:`risam.engine.trainer.train`), evaluates
 each one's last weights with the ordinary evaluator (:func:`risam.engine.evaluator.run_evaluation`),
 and writes one table laid out like the paper's (Pr@50 ... Pr@90 and overall IoU per variant, plus the
-trainable parameter count and the wall time).
+trainable parameter count and the wall time), over several seeds with their spread and a verdict on each
+of the paper's claims (:mod:`~risam.ablation.summary`), and a bar chart (:mod:`~risam.ablation.figure`).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from risam.ablation.figure import draw_ablation
+from risam.ablation.summary import CLAIMS, ablation_markdown, judge, summarize_runs
 from risam.ablation.variants import REFERENCE_SPLIT, VARIANTS
 from risam.config import ConfigError
 from risam.config.experiment import ExperimentConfig
@@ -26,7 +31,7 @@ from risam.files import atomic_write_json, atomic_write_text
 from risam.modeling.build import build_model
 from risam.registry import get_config
 
-PRECISION_KEYS = ("0.5", "0.6", "0.7", "0.8", "0.9")
+RUN_RECORD = "run.json"  # in each variant-seed folder: the finished run's settings, times and results
 
 
 def list_variants() -> list[str]:
@@ -80,99 +85,148 @@ def trainable_parameters(config: ExperimentConfig) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _percent(value: float) -> str:
-    return f"{100 * value:.2f}"
-
-
-def ablation_markdown(table: Mapping[str, Any]) -> str:
-    """The table :func:`run_ablation` returns as markdown, in percent, laid out like the paper's ablation tables."""
-    budget = table["budget"]
-    steps = f", at most {budget['max_steps']} steps" if budget["max_steps"] is not None else ""
-    lines = [
-        f"Ablations of {table['model']} on {table['dataset']} {table['split']}: seed {table['seed']}, "
-        f"{budget['epochs']} epochs{steps}, {budget['global_groups']} groups per step; last weights evaluated.",
-        "",
-        "| Variant | Paper | Pr@50 | Pr@60 | Pr@70 | Pr@80 | Pr@90 | IoU | Paper IoU (RefCOCO val) "
-        "| Trainable params | Train (s) | Eval (s) |",
-        "|---|---|" + "---:|" * 10,
-    ]
-    for row in table["variants"]:
-        results = row["results"]
-        paper = row["paper_results"].get(REFERENCE_SPLIT)
-        cells = [
-            row["name"],
-            row["paper"],
-            *(_percent(results["precision"][key]) for key in PRECISION_KEYS),
-            _percent(results["overall_iou"]),
-            f"{paper['iou']:.2f}" if paper else "-",
-            f"{row['trainable_params']:,}",
-            f"{row['train_seconds']:.1f}",
-            f"{row['eval_seconds']:.1f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def run_ablation(
     config: ExperimentConfig,
     variants: str | Sequence[str],
     out: str | os.PathLike,
     split: str | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Train and evaluate every variant of ``variants`` ("a,b" or a list) under ``config``.
+    """Train and evaluate every variant of ``variants`` ("a,b" or a list) under ``config``, once per seed.
 
-    Each variant trains into ``out/NAME`` with the same data, seed and budget (``config``'s
-    optim, batch and train sections), and its last weights (``checkpoints/last.safetensors``,
-    the end of the budget) are evaluated on ``split`` (default: the config's val split) into
-    ``out/NAME/results_SPLIT.json``. Every variant is checked before any trains. Writes
-    ``out/ablation.json`` (fractions, with the paper's numbers in percent) and
-    ``out/ablation.md`` (percent) on rank 0, and returns the JSON's content.
+    Each variant-seed run trains into ``out/NAME/seed_S`` with the same data and budget (``config``'s optim,
+    batch and train sections; ``train.seed`` = S; ``seeds`` defaults to the config's seed), and its last
+    weights (``checkpoints/last.safetensors``, the end of the budget) are evaluated on ``split`` (default:
+    the config's val split) into ``results_SPLIT.json``; ``run.json`` then records the run. A run whose
+    ``run.json`` exists is not run again (a training cut short resumes from its checkpoint), so the table
+    can be built over several sittings; a ``run.json`` written under other settings is an error. After every
+    run, rank 0 writes ``out/ablation.json`` (fractions; the paper's numbers in percent), ``out/ablation.md``
+    (percent) and ``out/ablation.png`` (:func:`~risam.ablation.figure.draw_ablation`) from the runs so far.
+    Every variant is checked before any trains. Returns the JSON's content.
     """
     out = Path(out)
     split = split or config.data.val_split
-    configs = {name: variant_config(config, name, out / name) for name in parse_variants(variants)}
-    rows = []
-    for name, variant_cfg in configs.items():
-        variant = VARIANTS[name]
-        started = time.perf_counter()
-        train(variant_cfg)
-        trained = time.perf_counter()
+    seeds = list(dict.fromkeys(seeds if seeds is not None else [config.train.seed]))
+    names = parse_variants(variants)
+    configs = {
+        (name, seed): _seeded(variant_config(config, name, out / name / f"seed_{seed}"), seed)
+        for name in names
+        for seed in seeds
+    }
+    records = {key: _recorded_run(cfg, split) for key, cfg in configs.items()}
+    is_main = init_distributed().is_main
+    table = _table(config, names, seeds, split, records, out)
+    for key, variant_cfg in configs.items():
+        if records[key] is not None:
+            continue
         run_dir = Path(variant_cfg.train.output_dir)
+        started = time.perf_counter()
+        train(variant_cfg, resume=(run_dir / "checkpoints" / "last.pt").is_file())
+        trained = time.perf_counter()
         results = run_evaluation(
             variant_cfg, run_dir / "checkpoints" / "last.safetensors", split, run_dir / f"results_{split}.json"
         )
+        records[key] = {
+            "seed": key[1],
+            "settings": _settings(variant_cfg, split),
+            "train_seconds": trained - started,
+            "eval_seconds": time.perf_counter() - trained,
+            "results": results,
+        }
+        if is_main:
+            atomic_write_json(run_dir / RUN_RECORD, records[key])
+        table = _table(config, names, seeds, split, records, out)
+    return table
+
+
+def _seeded(config: ExperimentConfig, seed: int) -> ExperimentConfig:
+    """``config`` with ``train.seed`` = ``seed``."""
+    config.train.seed = seed
+    return config
+
+
+def _settings(config: ExperimentConfig, split: str) -> dict[str, Any]:
+    """What makes runs comparable: the model and its overrides, data, batch, optimizer, budget, seed and split."""
+    return json.loads(
+        json.dumps(
+            {
+                "model": config.model.name,
+                "overrides": config.model.overrides,
+                "data": {"root": config.data.root, "dataset": config.data.dataset, "train": config.data.train_split},
+                "batch": dataclasses.asdict(config.batch),
+                "optim": dataclasses.asdict(config.optim),
+                "max_steps": config.train.max_steps,
+                "seed": config.train.seed,
+                "split": split,
+            },
+            default=str,
+        )
+    )
+
+
+def _recorded_run(config: ExperimentConfig, split: str) -> dict[str, Any] | None:
+    """The ``run.json`` of a finished run in ``config``'s output folder, or None; ConfigError when it was run with
+    other settings (another budget, data or split would mix incomparable runs in one table)."""
+    path = Path(config.train.output_dir) / RUN_RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("settings") != _settings(config, split):
+        raise ConfigError(
+            f"{path} records a run with other settings than this command's (budget, data, split or overrides); "
+            "give another --out, or delete that run's folder to run it again"
+        )
+    return record
+
+
+def _table(
+    config: ExperimentConfig,
+    names: Sequence[str],
+    seeds: Sequence[int],
+    split: str,
+    records: dict[tuple[str, int], dict[str, Any] | None],
+    out: Path,
+) -> dict[str, Any]:
+    """The table of the runs recorded so far, written to ``out`` on rank 0 (see :func:`run_ablation`)."""
+    rows = []
+    for name in names:
+        variant = VARIANTS[name]
+        runs = [records[(name, seed)] for seed in seeds if records[(name, seed)] is not None]
         rows.append(
             {
                 "name": name,
                 "description": variant.description,
                 "paper": variant.paper,
                 "overrides": variant.overrides_for(config.model.name),
-                "trainable_params": trainable_parameters(variant_cfg),
-                "train_seconds": trained - started,
-                "eval_seconds": time.perf_counter() - trained,
-                "results": results,
+                "trainable_params": trainable_parameters(variant_config(config, name, out / name)),
+                "runs": runs,
+                "summary": summarize_runs(runs),
                 "paper_results": {
                     key: {"iou": value.iou, "precision": list(value.precision) if value.precision else None}
                     for key, value in variant.results.items()
                 },
             }
         )
+    baselines = [run["results"].get("sentence_free_baseline") for row in rows for run in row["runs"]]
     table = {
         "model": config.model.name,
         "dataset": config.data.dataset,
         "split": split,
-        "seed": config.train.seed,
+        "seeds": list(seeds),
         "budget": {
             "epochs": config.optim.epochs,
             "max_steps": config.train.max_steps,
             "global_groups": config.batch.global_groups,
         },
+        "sentence_free_baseline": next((value for value in baselines if value is not None), None),
         "variants": rows,
     }
-    if init_distributed().is_main:
+    table["claims"] = [judge(claim, {row["name"]: row["summary"] for row in rows}) for claim in CLAIMS]
+    if init_distributed().is_main and any(row["runs"] for row in rows):
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "ablation.json", table)
         atomic_write_text(out / "ablation.md", ablation_markdown(table) + "\n")
+        draw_ablation(table, out / "ablation.png")
     return table
 
 

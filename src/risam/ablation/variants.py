@@ -85,6 +85,7 @@ _FULL = {
 }
 
 _TAU_VALUES = ("0.05", "0.1", "0.15", "0.2", "0.25", "0.3", "0.4", "0.45", "0.5")
+TAU_VARIANTS = tuple(f"tau_{tau}" for tau in _TAU_VALUES)  # Fig. 8's sweep; tau = 0.35 is "full"
 
 _VARIANT_LIST = [
     Variant(

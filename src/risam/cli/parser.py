@@ -58,6 +58,17 @@ def _threshold(text: str) -> float:
     return value
 
 
+def _seed_list(text: str) -> list[int]:
+    """``--seeds``: comma-separated non-negative integers."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(seed < 0 for seed in seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds such as 0,1,2")
+    return seeds
+
+
 def _png_path(text: str) -> Path:
     """``-o`` of a figure: a file name ending in .png."""
     path = Path(text)
@@ -165,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--set", **overrides)
     ablate.add_argument("--out", type=Path, default=None, help="output folder (default: TRAIN.OUTPUT_DIR/ablation)")
     ablate.add_argument("--split", default=None, help="split to evaluate (default: the config's val split)")
+    ablate.add_argument(
+        "--seeds",
+        type=_seed_list,
+        default=None,
+        help="comma-separated training seeds, each variant run once per seed, e.g. 0,1,2 (default: train.seed); "
+        "runs already in OUT are kept, so an interrupted table continues where it stopped",
+    )
     ablate.add_argument("--list", action="store_true", help="list the variants with their trainable parameters")
     ablate.set_defaults(run=run_ablate)
 
@@ -297,7 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fetch.add_argument("dataset", choices=list(DOWNLOADS), help="dataset to fetch")
     fetch.add_argument("--root", type=Path, required=True, help="data root to fill")
-    fetch.add_argument("--images", action="store_true", help="also fetch COCO train2014 (13 GiB, about 26 GiB of disk while it is unpacked)")
+    fetch.add_argument(
+        "--images",
+        action="store_true",
+        help="also fetch COCO train2014 (13 GiB, about 26 GiB of disk while it is unpacked)",
+    )
     fetch.add_argument("--url-base", default=None, help="a mirror: every file is fetched as URL_BASE/<file name>")
     fetch.set_defaults(run=run_data_download)
     check = data_commands.add_parser("check", help="validate a data root and print counts per split")

@@ -1,0 +1,168 @@
+"""An ablation over several seeds, summarized: per variant the mean and spread of each metric, the paper's number
+beside it, and a verdict on each of the paper's claims that the table can test.
+
+A claim compares ``full`` with its rivals on overall IoU. The seeds' spread decides: ``full`` beats a rival
+beyond the spread when its worst seed beats the rival's best (their min-max ranges do not overlap), and loses
+beyond it in the mirror case. A claim *agrees* when ``full`` beats every measured rival beyond the spread,
+*disagrees* when some rival beats ``full`` beyond it, and *can't tell* otherwise (or with fewer than 2 seeds).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from risam.ablation.variants import REFERENCE_SPLIT, TAU_VARIANTS
+
+PRECISION_KEYS = ("0.5", "0.6", "0.7", "0.8", "0.9")
+# The metrics summarized per variant, by name in the summary, and how each is read from a results JSON.
+METRICS = ("overall_iou", "mean_iou", *(f"precision@{key}" for key in PRECISION_KEYS), "grounding_gap")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim of the paper: ``full`` beats each of ``rivals`` on overall IoU (``where``: its table or figure)."""
+
+    text: str
+    where: str
+    rivals: tuple[str, ...]
+
+
+CLAIMS = (
+    Claim("Feature Enhancement helps", "Tab. 2 #1 vs #4", ("no_fe",)),
+    Claim(
+        "Mutual-Aware Attention beats the other fusions",
+        "Tab. 2 #2, Tab. 3 #5-7",
+        ("conv_fusion", "te_fusion", "sdf_fusion", "bcm_fusion"),
+    ),
+    Claim("the attention mask helps", "Tab. 3 #8", ("no_attn_mask",)),
+    Claim("2 MA blocks are best", "Tab. 4", ("ma_blocks_1", "ma_blocks_3")),
+    Claim(
+        "the Mutual-Aware Mask Decoder beats SAM's decoder and its own ablations",
+        "Tab. 2 #3, Tab. 5 #9-10",
+        ("sam_decoder", "decoder_t2i", "decoder_no_text"),
+    ),
+    Claim("tau = 0.35 is best", "Fig. 8", TAU_VARIANTS),
+    Claim("RISAM beats SAM used directly", "Tab. 11", ("sam_directly",)),
+)
+
+
+def metric_value(results: Mapping[str, Any], metric: str) -> float | None:
+    """One of :data:`METRICS` from an evaluation's results (fractions); None when the results lack it."""
+    if metric.startswith("precision@"):
+        return results["precision"][metric.removeprefix("precision@")]
+    return results.get(metric)
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """``{"mean", "sd", "min", "max", "values"}`` of one metric over the seeds (sd 0 for one seed)."""
+    return {
+        "mean": statistics.fmean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+        "values": list(values),
+    }
+
+
+def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per metric of :data:`METRICS` present in every run's ``results``, its :func:`spread` over the runs."""
+    summary = {}
+    for metric in METRICS:
+        values = [metric_value(run["results"], metric) for run in runs]
+        if values and all(value is not None for value in values):
+            summary[metric] = spread(values)
+    return summary
+
+
+def judge(claim: Claim, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The verdict on ``claim`` from the variants' summaries (:func:`summarize_runs` by variant name; see the
+    module docstring): ``{"claim", "where", "verdict", "rivals": [{"name", "difference", "outcome"}]}``,
+    ``difference`` being full's mean overall IoU minus the rival's, in points."""
+    full = summaries.get("full", {}).get("overall_iou")
+    rivals = []
+    for name in claim.rivals:
+        rival = summaries.get(name, {}).get("overall_iou")
+        if full is None or rival is None:
+            continue
+        if len(full["values"]) < 2 or len(rival["values"]) < 2:
+            outcome = "one seed"
+        elif full["min"] > rival["max"]:
+            outcome = "full better beyond the spread"
+        elif full["max"] < rival["min"]:
+            outcome = "rival better beyond the spread"
+        else:
+            outcome = "within the spread"
+        rivals.append({"name": name, "difference": 100 * (full["mean"] - rival["mean"]), "outcome": outcome})
+    outcomes = {rival["outcome"] for rival in rivals}
+    if not rivals:
+        verdict = "not measured"
+    elif "rival better beyond the spread" in outcomes:
+        verdict = "disagrees"
+    elif outcomes == {"full better beyond the spread"}:
+        verdict = "agrees"
+    else:
+        verdict = "can't tell"
+    if rivals and len(rivals) < len(claim.rivals):
+        verdict += f" ({len(rivals)} of {len(claim.rivals)} rivals measured)"
+    return {"claim": claim.text, "where": claim.where, "verdict": verdict, "rivals": rivals}
+
+
+def _cell(summary: Mapping[str, Any], metric: str) -> str:
+    """``mean ± sd`` in percent (points for the gap), or ``-`` when the metric was not measured."""
+    if metric not in summary:
+        return "-"
+    value = summary[metric]
+    return f"{100 * value['mean']:.2f} ± {100 * value['sd']:.2f}"
+
+
+def ablation_markdown(table: Mapping[str, Any]) -> str:
+    """The table of :func:`risam.ablation.runner.run_ablation` as markdown in percent: one row per variant (mean ±
+    standard deviation over the seeds, overall IoU also min-max), then the verdict on each claim."""
+    budget = table["budget"]
+    steps = f", at most {budget['max_steps']} steps" if budget["max_steps"] is not None else ""
+    baseline = table.get("sentence_free_baseline")
+    lines = [
+        f"Ablations of {table['model']} on {table['dataset']} {table['split']}: seeds "
+        f"{', '.join(str(seed) for seed in table['seeds'])}, {budget['epochs']} epochs{steps}, "
+        f"{budget['global_groups']} groups per step; last weights evaluated. Cells: mean ± standard deviation "
+        "over the seeds, in percent (the grounding gap in points).",
+        "",
+        "| Variant | Paper | Seeds | IoU | IoU min-max | mIoU | Pr@50 | Pr@60 | Pr@70 | Pr@80 | Pr@90 | Gap "
+        "| Paper IoU (RefCOCO val) | Trainable params | Train (s/run) |",
+        "|---|---|" + "---:|" * 13,
+    ]
+    for row in table["variants"]:
+        summary = row["summary"]
+        paper = row["paper_results"].get(REFERENCE_SPLIT)
+        iou = summary.get("overall_iou")
+        cells = [
+            f"**{row['name']}**" if row["name"] == "full" else row["name"],
+            row["paper"],
+            str(len(row["runs"])),
+            _cell(summary, "overall_iou"),
+            f"{100 * iou['min']:.2f}-{100 * iou['max']:.2f}" if iou else "-",
+            _cell(summary, "mean_iou"),
+            *(_cell(summary, f"precision@{key}") for key in PRECISION_KEYS),
+            _cell(summary, "grounding_gap"),
+            f"{paper['iou']:.2f}" if paper else "-",
+            f"{row['trainable_params']:,}",
+            f"{statistics.fmean(run['train_seconds'] for run in row['runs']):.0f}" if row["runs"] else "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if baseline is not None:
+        lines += ["", f"The best answer that ignores the sentences scores {100 * baseline:.2f}% overall IoU."]
+    if table.get("claims"):
+        lines += [
+            "",
+            "| Paper's claim | Where | RefShapes | full minus rival, IoU points (outcome) |",
+            "|---|---|---|---|",
+        ]
+        for claim in table["claims"]:
+            detail = "; ".join(
+                f"{rival['name']} {rival['difference']:+.2f} ({rival['outcome']})" for rival in claim["rivals"]
+            )
+            lines.append(f"| {claim['claim']} | {claim['where']} | {claim['verdict']} | {detail or '-'} |")
+    return "\n".join(lines)
