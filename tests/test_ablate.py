@@ -1,6 +1,7 @@
 """``risam ablate``: the variant table, its errors, and two variants trained and evaluated alike on RefShapes."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -51,7 +52,7 @@ def test_list_shows_trainable_parameters(capsys):
     assert "| sam_directly | Tab. 11 | 57.23 |" in out
 
 
-def _ablate(out, data, *extra):
+def _ablate(out, data, *extra, table_only=False):
     settings = [
         f"data.root={data}",
         # The frozen tiny encoders ship in the package, so the evaluator rebuilds exactly what was trained.
@@ -65,7 +66,8 @@ def _ablate(out, data, *extra):
         *extra,
     ]
     args = ["ablate", "--config", "refshapes_tiny", "--variants", "full,conv_fusion", "--out", str(out)]
-    return main([*args, "--seeds", "0,1"] + [part for setting in settings for part in ("--set", setting)])
+    args += ["--seeds", "0,1", *(["--table-only"] if table_only else [])]
+    return main(args + [part for setting in settings for part in ("--set", setting)])
 
 
 def test_ablate_trains_and_evaluates_two_variants_over_two_seeds_into_one_table(tmp_path, capsys):
@@ -109,8 +111,12 @@ def test_ablate_trains_and_evaluates_two_variants_over_two_seeds_into_one_table(
         assert set(row["summary"]) == {"overall_iou", "mean_iou", "grounding_gap"} | {
             f"precision@{key}" for key in ("0.5", "0.6", "0.7", "0.8", "0.9")
         }
-        cell = f"{100 * iou['mean']:.2f} ± {100 * iou['sd']:.2f} | {100 * iou['min']:.2f}-{100 * iou['max']:.2f}"
+        paper = row["paper_results"]["RefCOCO val"]
+        cell = f"{100 * iou['mean']:.2f} ± {100 * iou['sd']:.2f} ({paper['iou']:.2f}) | "
+        cell += f"{100 * iou['min']:.2f}-{100 * iou['max']:.2f}"
         assert f" | {row['paper']} | 2 | {cell} | " in markdown
+    pr50 = table["variants"][1]["summary"]["precision@0.5"]  # conv_fusion: the paper's Pr@50 is 79.30
+    assert f" | {100 * pr50['mean']:.2f} ± {100 * pr50['sd']:.2f} (79.30) | " in markdown
     seed_weights = [
         load_weights(out / "full" / f"seed_{seed}" / "checkpoints" / "last.safetensors")[1] for seed in (0, 1)
     ]
@@ -129,6 +135,14 @@ def test_ablate_trains_and_evaluates_two_variants_over_two_seeds_into_one_table(
     assert _ablate(out, data) == 0  # every run recorded: nothing trains again
     assert {path: path.stat().st_mtime_ns for path in out.rglob("last.safetensors")} == stamps
     assert json.loads((out / "ablation.json").read_text()) == table
+    (out / "ablation.json").unlink()
+    shutil.rmtree(out / "conv_fusion" / "seed_1")
+    stamps.pop(out / "conv_fusion" / "seed_1" / "checkpoints" / "last.safetensors")
+    assert _ablate(out, data, table_only=True) == 0  # the table of what is recorded; nothing trains
+    assert {path: path.stat().st_mtime_ns for path in out.rglob("last.safetensors")} == stamps
+    shrunk = json.loads((out / "ablation.json").read_text())
+    assert [len(row["runs"]) for row in shrunk["variants"]] == [2, 1]
+    assert shrunk["variants"][0] == table["variants"][0]
     assert _ablate(out, data, "optim.lr=1e-3") == 2
     assert "records a run with other settings" in capsys.readouterr().err
 

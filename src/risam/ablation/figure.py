@@ -25,22 +25,28 @@ def draw_ablation(table: Mapping[str, Any], path: str | os.PathLike) -> None:
     colours = ["#c0392b" if name == "full" else "#5d7fa3" for name in names]
     positions = list(range(len(rows)))[::-1]
 
-    figure = Figure(figsize=(8, 1.4 + 0.34 * len(rows)), dpi=110, layout="constrained")
+    figure = Figure(figsize=(9.5, 1.4 + 0.34 * len(rows)), dpi=110, layout="constrained")
     canvas = FigureCanvasAgg(figure)
     axes = figure.subplots()
     axes.barh(positions, means, xerr=[low, high], color=colours, capsize=3, error_kw={"elinewidth": 1})
-    axes.set_yticks(positions, [f"{name} ({row['paper']})" for name, row in zip(names, rows, strict=True)])
+    labels = [
+        f"{name} ({row['paper']}; {len(row['runs'])} seed{'s' * (len(row['runs']) != 1)})"
+        for name, row in zip(names, rows, strict=True)
+    ]
+    axes.set_yticks(positions, labels)
+    for position, mean, extra in zip(positions, means, high, strict=True):
+        axes.text(mean + extra + 0.8, position, f"{mean:.1f}", va="center", fontsize=8)
     if "full" in names:
         axes.axvline(means[names.index("full")], color="#c0392b", linewidth=1, label="full (mean)")
     baseline = table.get("sentence_free_baseline")
     if baseline is not None:
         axes.axvline(100 * baseline, color="black", linestyle="--", linewidth=1, label="sentence-free answer")
-    seeds = ", ".join(str(seed) for seed in table["seeds"])
+    seeds = ", ".join(str(seed) for seed in table["seeds"])  # those asked for; each label counts those measured
     axes.set_xlabel(f"overall IoU on {table['dataset']} {table['split']} (%), bars: mean, whiskers: min-max")
     axes.set_title(f"Ablations of {table['model']}, seeds {seeds}", fontsize=11)
-    axes.set_xlim(0, max(100 * row["summary"]["overall_iou"]["max"] for row in rows) * 1.08 if rows else 100)
+    axes.set_xlim(0, max(100 * row["summary"]["overall_iou"]["max"] for row in rows) * 1.12 if rows else 100)
     axes.grid(axis="x", alpha=0.3)
     if axes.get_legend_handles_labels()[0]:
-        axes.legend(loc="lower right", fontsize=8)
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     with atomic_path(path) as temporary:
         canvas.print_png(temporary)

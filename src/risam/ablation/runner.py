@@ -91,6 +91,7 @@ def run_ablation(
     out: str | os.PathLike,
     split: str | None = None,
     seeds: Sequence[int] | None = None,
+    run_missing: bool = True,
 ) -> dict[str, Any]:
     """Train and evaluate every variant of ``variants`` ("a,b" or a list) under ``config``, once per seed.
 
@@ -102,7 +103,8 @@ def run_ablation(
     can be built over several sittings; a ``run.json`` written under other settings is an error. After every
     run, rank 0 writes ``out/ablation.json`` (fractions; the paper's numbers in percent), ``out/ablation.md``
     (percent) and ``out/ablation.png`` (:func:`~risam.ablation.figure.draw_ablation`) from the runs so far.
-    Every variant is checked before any trains. Returns the JSON's content.
+    Every variant is checked before any trains. ``run_missing=False`` only tabulates the runs recorded so far.
+    Returns the JSON's content.
     """
     out = Path(out)
     split = split or config.data.val_split
@@ -117,7 +119,7 @@ def run_ablation(
     is_main = init_distributed().is_main
     table = _table(config, names, seeds, split, records, out)
     for key, variant_cfg in configs.items():
-        if records[key] is not None:
+        if records[key] is not None or not run_missing:
             continue
         run_dir = Path(variant_cfg.train.output_dir)
         started = time.perf_counter()

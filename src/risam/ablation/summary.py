@@ -110,12 +110,14 @@ def judge(claim: Claim, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str,
     return {"claim": claim.text, "where": claim.where, "verdict": verdict, "rivals": rivals}
 
 
-def _cell(summary: Mapping[str, Any], metric: str) -> str:
-    """``mean ± sd`` in percent (points for the gap), or ``-`` when the metric was not measured."""
+def _cell(summary: Mapping[str, Any], metric: str, paper: float | None = None) -> str:
+    """``mean ± sd`` in percent (points for the gap), then the paper's RefCOCO val number in parentheses where
+    it gives one; ``-`` when the metric was not measured."""
     if metric not in summary:
         return "-"
     value = summary[metric]
-    return f"{100 * value['mean']:.2f} ± {100 * value['sd']:.2f}"
+    beside = f" ({paper:.2f})" if paper is not None else ""
+    return f"{100 * value['mean']:.2f} ± {100 * value['sd']:.2f}{beside}"
 
 
 def ablation_markdown(table: Mapping[str, Any]) -> str:
@@ -128,26 +130,30 @@ def ablation_markdown(table: Mapping[str, Any]) -> str:
         f"Ablations of {table['model']} on {table['dataset']} {table['split']}: seeds "
         f"{', '.join(str(seed) for seed in table['seeds'])}, {budget['epochs']} epochs{steps}, "
         f"{budget['global_groups']} groups per step; last weights evaluated. Cells: mean ± standard deviation "
-        "over the seeds, in percent (the grounding gap in points).",
+        f"over the seeds, in percent (the grounding gap in points), and in parentheses the paper's {REFERENCE_SPLIT} "
+        "number where it gives one.",
         "",
         "| Variant | Paper | Seeds | IoU | IoU min-max | mIoU | Pr@50 | Pr@60 | Pr@70 | Pr@80 | Pr@90 | Gap "
-        "| Paper IoU (RefCOCO val) | Trainable params | Train (s/run) |",
-        "|---|---|" + "---:|" * 13,
+        "| Trainable params | Train (s/run) |",
+        "|---|---|" + "---:|" * 12,
     ]
     for row in table["variants"]:
         summary = row["summary"]
-        paper = row["paper_results"].get(REFERENCE_SPLIT)
+        paper = row["paper_results"].get(REFERENCE_SPLIT) or {"iou": None, "precision": None}
+        paper_precision = paper["precision"] or [None] * len(PRECISION_KEYS)
         iou = summary.get("overall_iou")
         cells = [
             f"**{row['name']}**" if row["name"] == "full" else row["name"],
             row["paper"],
             str(len(row["runs"])),
-            _cell(summary, "overall_iou"),
+            _cell(summary, "overall_iou", paper["iou"]),
             f"{100 * iou['min']:.2f}-{100 * iou['max']:.2f}" if iou else "-",
             _cell(summary, "mean_iou"),
-            *(_cell(summary, f"precision@{key}") for key in PRECISION_KEYS),
+            *(
+                _cell(summary, f"precision@{key}", value)
+                for key, value in zip(PRECISION_KEYS, paper_precision, strict=True)
+            ),
             _cell(summary, "grounding_gap"),
-            f"{paper['iou']:.2f}" if paper else "-",
             f"{row['trainable_params']:,}",
             f"{statistics.fmean(run['train_seconds'] for run in row['runs']):.0f}" if row["runs"] else "-",
         ]

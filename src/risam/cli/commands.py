@@ -99,7 +99,9 @@ def run_ablate(args: argparse.Namespace) -> int:
     if args.variants is None:
         raise ConfigError(f"--variants is required, comma-separated, from: {', '.join(list_variants())}")
     out = args.out if args.out is not None else Path(config.train.output_dir) / "ablation"
-    table = run_ablation(config, args.variants, out, split=args.split, seeds=args.seeds)
+    table = run_ablation(
+        config, args.variants, out, split=args.split, seeds=args.seeds, run_missing=not args.table_only
+    )
     print(ablation_markdown(table))
     print(f"written to {out / 'ablation.json'}, {out / 'ablation.md'} and {out / 'ablation.png'}")
     return 0

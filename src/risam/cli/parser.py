@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         "runs already in OUT are kept, so an interrupted table continues where it stopped",
     )
     ablate.add_argument("--list", action="store_true", help="list the variants with their trainable parameters")
+    ablate.add_argument(
+        "--table-only", action="store_true", help="write the table from the runs recorded in OUT; train nothing"
+    )
     ablate.set_defaults(run=run_ablate)
 
     quick = commands.add_parser(
