@@ -148,13 +148,14 @@ def _seeded(config: ExperimentConfig, seed: int) -> ExperimentConfig:
 
 
 def _settings(config: ExperimentConfig, split: str) -> dict[str, Any]:
-    """What makes runs comparable: the model and its overrides, data, batch, optimizer, budget, seed and split."""
+    """What makes runs comparable: the model and its overrides, dataset, batch, optimizer, budget, seed and split.
+    The data root is not among them, so that recorded runs carry over to a copy of the same data elsewhere."""
     return json.loads(
         json.dumps(
             {
                 "model": config.model.name,
                 "overrides": config.model.overrides,
-                "data": {"root": config.data.root, "dataset": config.data.dataset, "train": config.data.train_split},
+                "data": {"dataset": config.data.dataset, "train": config.data.train_split},
                 "batch": dataclasses.asdict(config.batch),
                 "optim": dataclasses.asdict(config.optim),
                 "max_steps": config.train.max_steps,
