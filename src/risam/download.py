@@ -84,17 +84,19 @@ def manual_command(url: str, destination: Path) -> str:
     return f"curl -L -C - -o {shlex.quote(str(destination))} {shlex.quote(url)}"
 
 
-def fetch(remote: RemoteFile, folder: str | os.PathLike, progress: bool = True) -> Path:
+def fetch(remote: RemoteFile, folder: str | os.PathLike, progress: bool = True, recheck: bool = False) -> Path:
     """``folder / remote.file_name``, fetched from ``remote.url`` unless it is already there.
 
-    A file already in place is returned as it is (it was checked when it arrived; :func:`verify` checks
-    it again). DownloadError, in one line, when the server cannot be reached or answers with an error,
-    when the transfer keeps breaking off (the ``.part`` file is kept for the next attempt), or when the
-    SHA-256 differs (the file is removed); the message names the URL and the command that would place
-    the file by hand.
+    A file already in place is returned as it is (it was checked when it arrived), or with ``recheck``
+    checked again (:func:`verify`). DownloadError, in one line, when the server cannot be reached or
+    answers with an error, when the transfer keeps breaking off (the ``.part`` file is kept for the next
+    attempt), or when the SHA-256 differs (the file is removed); the message names the URL and the
+    command that would place the file by hand.
     """
     destination = Path(folder) / remote.file_name
     if destination.is_file():
+        if recheck:
+            verify(remote, destination)
         return destination
     destination.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(destination.parent):

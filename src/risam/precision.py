@@ -66,9 +66,9 @@ def native_bf16(device: torch.device, capabilities: Mapping[str, object] | None 
         name = torch.cuda.get_device_name(device)
         # bf16 tensor cores from compute capability 8.0 (Ampere) on; earlier cards emulate bf16, which
         # torch.cuda.is_bf16_supported() counts as support by default. ROCm devices that torch runs on have it.
-        if torch.version.hip is not None or torch.cuda.get_device_capability(device) >= (8, 0):
-            return True, f"the CUDA device {name} multiplies bf16 natively"
         major, minor = torch.cuda.get_device_capability(device)
+        if torch.version.hip is not None or (major, minor) >= (8, 0):
+            return True, f"the CUDA device {name} multiplies bf16 natively"
         return False, f"the CUDA device {name} (compute capability {major}.{minor}) has no bf16 tensor cores"
     if device.type == "cpu":
         capabilities = torch.cpu.get_capabilities() if capabilities is None else capabilities

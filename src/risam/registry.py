@@ -218,9 +218,10 @@ def create_model(
     return model
 
 
-def official_weights(table: Mapping[str, RemoteFile], variant: str, key: str, progress: bool = True) -> Path:
+def official_weights(table: Mapping[str, RemoteFile], variant: str, key: str, recheck: bool = False) -> Path:
     """The official encoder file of ``variant`` in ``table`` (:data:`SAM_WEIGHTS` or :data:`CLIP_WEIGHTS`):
-    the cached copy under ``$RISAM_HOME/weights``, else fetched there and checked against its SHA-256.
+    the cached copy under ``$RISAM_HOME/weights`` (with ``recheck``, checked against its SHA-256 again),
+    else fetched there and checked.
 
     ``key`` names the config key in the error for a variant with no official file (e.g. the tiny encoders).
     """
@@ -229,7 +230,7 @@ def official_weights(table: Mapping[str, RemoteFile], variant: str, key: str, pr
             f"{key}={variant!r} has no official weights to download; those with: {', '.join(table)}. "
             "Pass the encoder file's path instead"
         )
-    return fetch(table[variant], risam_home() / WEIGHTS_CACHE, progress=progress)
+    return fetch(table[variant], risam_home() / WEIGHTS_CACHE, recheck=recheck)
 
 
 def pretrained_path(name: str) -> Path:

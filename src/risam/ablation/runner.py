@@ -117,7 +117,10 @@ def run_ablation(
     }
     records = {key: _recorded_run(cfg, split) for key, cfg in configs.items()}
     is_main = init_distributed().is_main
-    table = _table(config, names, seeds, split, records, out)
+    variant_rows = {name: _variant_row(config, name, configs[(name, seeds[0])]) for name in names}
+    table = _table(config, variant_rows, seeds, split, records)
+    if is_main:
+        _write_table(table, out)
     for key, variant_cfg in configs.items():
         if records[key] is not None or not run_missing:
             continue
@@ -135,9 +138,10 @@ def run_ablation(
             "eval_seconds": time.perf_counter() - trained,
             "results": results,
         }
+        table = _table(config, variant_rows, seeds, split, records)
         if is_main:
             atomic_write_json(run_dir / RUN_RECORD, records[key])
-        table = _table(config, names, seeds, split, records, out)
+            _write_table(table, out)
     return table
 
 
@@ -182,34 +186,36 @@ def _recorded_run(config: ExperimentConfig, split: str) -> dict[str, Any] | None
     return record
 
 
+def _variant_row(config: ExperimentConfig, name: str, variant_cfg: ExperimentConfig) -> dict[str, Any]:
+    """What the table says of variant ``name`` whatever its runs: description, paper row and numbers, overrides
+    and the trainable parameters of ``variant_cfg``'s model."""
+    variant = VARIANTS[name]
+    return {
+        "name": name,
+        "description": variant.description,
+        "paper": variant.paper,
+        "overrides": variant.overrides_for(config.model.name),
+        "trainable_params": trainable_parameters(variant_cfg),
+        "paper_results": {
+            key: {"iou": value.iou, "precision": list(value.precision) if value.precision else None}
+            for key, value in variant.results.items()
+        },
+    }
+
+
 def _table(
     config: ExperimentConfig,
-    names: Sequence[str],
+    variant_rows: dict[str, dict[str, Any]],
     seeds: Sequence[int],
     split: str,
     records: dict[tuple[str, int], dict[str, Any] | None],
-    out: Path,
 ) -> dict[str, Any]:
-    """The table of the runs recorded so far, written to ``out`` on rank 0 (see :func:`run_ablation`)."""
+    """The table of the runs recorded so far (see :func:`run_ablation`): per variant its row with its runs and
+    their summary, then the verdicts on the paper's claims."""
     rows = []
-    for name in names:
-        variant = VARIANTS[name]
+    for name, row in variant_rows.items():
         runs = [records[(name, seed)] for seed in seeds if records[(name, seed)] is not None]
-        rows.append(
-            {
-                "name": name,
-                "description": variant.description,
-                "paper": variant.paper,
-                "overrides": variant.overrides_for(config.model.name),
-                "trainable_params": trainable_parameters(variant_config(config, name, out / name)),
-                "runs": runs,
-                "summary": summarize_runs(runs),
-                "paper_results": {
-                    key: {"iou": value.iou, "precision": list(value.precision) if value.precision else None}
-                    for key, value in variant.results.items()
-                },
-            }
-        )
+        rows.append({**row, "runs": runs, "summary": summarize_runs(runs)})
     baselines = [run["results"].get("sentence_free_baseline") for row in rows for run in row["runs"]]
     table = {
         "model": config.model.name,
@@ -225,12 +231,17 @@ def _table(
         "variants": rows,
     }
     table["claims"] = [judge(claim, {row["name"]: row["summary"] for row in rows}) for claim in CLAIMS]
-    if init_distributed().is_main and any(row["runs"] for row in rows):
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "ablation.json", table)
-        atomic_write_text(out / "ablation.md", ablation_markdown(table) + "\n")
-        draw_ablation(table, out / "ablation.png")
     return table
+
+
+def _write_table(table: dict[str, Any], out: Path) -> None:
+    """``out/ablation.json``, ``.md`` and ``.png`` of ``table``, once it holds a run."""
+    if not any(row["runs"] for row in table["variants"]):
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "ablation.json", table)
+    atomic_write_text(out / "ablation.md", ablation_markdown(table) + "\n")
+    draw_ablation(table, out / "ablation.png")
 
 
 def describe_variants(config: ExperimentConfig) -> str:

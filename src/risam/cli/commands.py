@@ -36,14 +36,13 @@ def run_data_synth(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from risam.download import verify
     from risam.registry import CLIP_WEIGHTS, SAM_WEIGHTS, official_weights
 
     names = [*SAM_WEIGHTS, *CLIP_WEIGHTS] if "all" in args.names else list(dict.fromkeys(args.names))
     for name in names:
         table = SAM_WEIGHTS if name in SAM_WEIGHTS else CLIP_WEIGHTS
-        path = official_weights(table, name, "NAME")
-        print(f"{name}: {path} (SHA-256 {verify(table[name], path)}, checked)")
+        path = official_weights(table, name, "NAME", recheck=True)
+        print(f"{name}: {path} (SHA-256 {table[name].sha256}, checked)")
     return 0
 
 

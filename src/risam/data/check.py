@@ -6,6 +6,7 @@ file referenced exists and that the mask of every object an expression refers to
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,13 +106,12 @@ def _missing_images(data: ReferSplit) -> list[str]:
     """One problem per image of the split whose file does not exist; one for all the images of a folder that
     does not exist (the images were not fetched, or lie elsewhere)."""
     problems = []
-    absent_folders: dict[Path, int] = {}
+    absent_folders: Counter[Path] = Counter()
     for image in data.images.values():
-        if image.path.parent.is_dir():
-            if not image.path.is_file():
-                problems.append(f"{data.source}: image_id {image.image_id}: image file {image.path} does not exist")
-        else:
-            absent_folders[image.path.parent] = absent_folders.get(image.path.parent, 0) + 1
+        if not image.path.parent.is_dir():
+            absent_folders[image.path.parent] += 1
+        elif not image.path.is_file():
+            problems.append(f"{data.source}: image_id {image.image_id}: image file {image.path} does not exist")
     problems += [
         f"{data.source}: image folder {folder} does not exist, where {count} image(s) of split {data.split!r} "
         "should be; fetch them (risam data download DATASET --root ROOT --images), or tell risam data check "

@@ -116,19 +116,19 @@ def _annotations_in_place(group: DatasetFiles, root: Path) -> bool:
 
 
 def _fetch_into(remote: RemoteFile, root: Path, destination: Path, progress: bool) -> dict[str, str]:
-    """Fetch ``remote`` and put it in ``destination``: a zip unpacked there, any other file placed there."""
-    if remote.file_name.endswith(".zip"):
-        archive = fetch(remote, root / ARCHIVES, progress=progress)
-        digest = sha256_of(archive)
-        _unpack(archive, destination)
-        archive.unlink()
-        return {"url": remote.url, "path": str(destination), "sha256": digest}
+    """Fetch ``remote`` into ``ROOT/.downloads`` and put it in ``destination``: a zip unpacked there (and
+    deleted), a JSON file parsed first, any file moved there."""
     fetched = fetch(remote, root / ARCHIVES, progress=progress)
     if fetched.suffix == ".json":
         _check_json(fetched)
-    path = destination / remote.file_name
     digest = sha256_of(fetched)
-    _move(fetched, path)
+    if fetched.suffix == ".zip":
+        _unpack(fetched, destination)
+        fetched.unlink()
+        path = destination
+    else:
+        path = destination / remote.file_name
+        _move(fetched, path)
     return {"url": remote.url, "path": str(path), "sha256": digest}
 
 
