@@ -9,6 +9,7 @@ from PIL import Image
 
 from risam import create_model, load_weights
 from risam.ablation import VARIANTS, Claim, list_variants, parse_variants, variant_config
+from risam.ablation.figure import FULL_COLOUR, draw_ablation
 from risam.ablation.summary import judge, spread
 from risam.cli import main
 from risam.config import ConfigError
@@ -103,6 +104,7 @@ def test_ablate_trains_and_evaluates_two_variants_over_two_seeds_into_one_table(
             ious.append(run["results"]["overall_iou"])
         model = create_model(checkpoint=out / row["name"] / "seed_0" / "checkpoints" / "last.safetensors")
         assert row["trainable_params"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert row["tau"] == model.config.head.tau == 0.35
         iou = row["summary"]["overall_iou"]
         assert (iou["values"], iou["min"], iou["max"]) == (ious, min(ious), max(ious))
         assert iou["mean"] == pytest.approx(sum(ious) / 2) and iou["sd"] == pytest.approx(
@@ -162,3 +164,42 @@ def test_claims_are_judged_by_the_seed_spread():
     mixed = {"full": summary(0.5, 0.52), "ma_blocks_1": summary(0.3, 0.32), "ma_blocks_3": summary(0.55, 0.6)}
     assert judge(two, mixed)["verdict"] == "disagrees"
     assert spread([0.2, 0.4])["sd"] == pytest.approx(0.1414213, rel=1e-5)
+
+
+def _figure_row(name: str, tau: float, ious: tuple[float, ...]) -> dict:
+    return {
+        "name": name,
+        "paper": "Fig. 8",
+        "tau": tau,
+        "runs": [{}] * len(ious),
+        "summary": {"overall_iou": spread(ious)},
+    }
+
+
+def _red_rows(path) -> list[int]:
+    """The pixel rows of a PNG that hold ``full``'s colour."""
+    red = tuple(int(FULL_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+    with Image.open(path) as image:
+        pixels = image.convert("RGB")
+        return [y for y in range(pixels.height) if any(pixels.getpixel((x, y)) == red for x in range(pixels.width))]
+
+
+def test_figure_draws_the_tau_sweep_below_the_bars(tmp_path):
+    rows = [
+        _figure_row("full", 0.35, (0.40, 0.42)),
+        _figure_row("conv_fusion", 0.35, (0.38, 0.39)),
+        _figure_row("no_attn_mask", 0.0, (0.41, 0.43)),
+    ]
+    table = {"model": "risam_tiny", "dataset": "refshapes", "split": "val", "seeds": [0, 1], "variants": rows}
+    draw_ablation(table | {"sentence_free_baseline": 0.2}, tmp_path / "bars.png")
+    swept = rows + [_figure_row(f"tau_{tau}", tau, (0.3 + tau / 10, 0.31 + tau / 10)) for tau in (0.1, 0.2, 0.3)]
+    draw_ablation(table | {"variants": swept, "sentence_free_baseline": None}, tmp_path / "sweep.png")
+    with Image.open(tmp_path / "bars.png") as bars, Image.open(tmp_path / "sweep.png") as sweep:
+        assert sweep.width == bars.width and sweep.height > bars.height + 200  # a second panel below the bars
+        split = bars.height - 40  # the sweep panel starts below the bar panel's height
+    assert max(_red_rows(tmp_path / "bars.png")) < split
+    assert max(_red_rows(tmp_path / "sweep.png")) > split  # full's point is marked on the curve
+    draw_ablation(table | {"variants": swept[3:]}, tmp_path / "only_sweep.png")  # the tau points alone: one panel
+    with Image.open(tmp_path / "only_sweep.png") as only, Image.open(tmp_path / "sweep.png") as sweep:
+        assert only.height < sweep.height - 200
+    assert not _red_rows(tmp_path / "only_sweep.png")

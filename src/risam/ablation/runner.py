@@ -187,8 +187,8 @@ def _recorded_run(config: ExperimentConfig, split: str) -> dict[str, Any] | None
 
 
 def _variant_row(config: ExperimentConfig, name: str, variant_cfg: ExperimentConfig) -> dict[str, Any]:
-    """What the table says of variant ``name`` whatever its runs: description, paper row and numbers, overrides
-    and the trainable parameters of ``variant_cfg``'s model."""
+    """What the table says of variant ``name`` whatever its runs: description, paper row and numbers, overrides,
+    the trainable parameters of ``variant_cfg``'s model and its attention-mask threshold tau."""
     variant = VARIANTS[name]
     return {
         "name": name,
@@ -196,6 +196,7 @@ def _variant_row(config: ExperimentConfig, name: str, variant_cfg: ExperimentCon
         "paper": variant.paper,
         "overrides": variant.overrides_for(config.model.name),
         "trainable_params": trainable_parameters(variant_cfg),
+        "tau": get_config(variant_cfg.model.name, variant_cfg.model_overrides()).head.tau,
         "paper_results": {
             key: {"iou": value.iou, "precision": list(value.precision) if value.precision else None}
             for key, value in variant.results.items()
