@@ -129,6 +129,10 @@ def test_ablate_trains_and_evaluates_two_variants_over_two_seeds_into_one_table(
     assert fusion["verdict"].endswith("(1 of 4 rivals measured)") and [r["name"] for r in fusion["rivals"]] == [
         "conv_fusion"
     ]
+    full_ious, conv_ious = (row["summary"]["overall_iou"]["values"] for row in table["variants"])
+    ahead = sum(a > b for a, b in zip(full_ious, conv_ious, strict=True))
+    assert fusion["rivals"][0]["paired"] == [ahead, 2]
+    assert f"; ahead at {ahead} of 2 seeds)" in markdown
     with Image.open(out / "ablation.png") as figure:
         assert figure.format == "PNG" and figure.width >= 800
     assert markdown.strip() in capsys.readouterr().out
@@ -164,6 +168,11 @@ def test_claims_are_judged_by_the_seed_spread():
     mixed = {"full": summary(0.5, 0.52), "ma_blocks_1": summary(0.3, 0.32), "ma_blocks_3": summary(0.55, 0.6)}
     assert judge(two, mixed)["verdict"] == "disagrees"
     assert spread([0.2, 0.4])["sd"] == pytest.approx(0.1414213, rel=1e-5)
+    paired = {"full": {"overall_iou": spread([0.40, 0.41, 0.45], [0, 1, 2])}}
+    paired["no_fe"] = {"overall_iou": spread([0.44, 0.39], [0, 2])}  # seed 1 not run: seeds 0 and 2 pair
+    rival = judge(claim, paired)["rivals"][0]
+    assert rival["outcome"] == "within the spread" and rival["paired"] == [1, 2]
+    assert "paired" not in lost["rivals"][0]  # summaries without seeds: nothing to pair
 
 
 def _figure_row(name: str, tau: float, ious: tuple[float, ...]) -> dict:

@@ -5,6 +5,8 @@ A claim compares ``full`` with its rivals on overall IoU. The seeds' spread deci
 beyond the spread when its worst seed beats the rival's best (their min-max ranges do not overlap), and loses
 beyond it in the mirror case. A claim *agrees* when ``full`` beats every measured rival beyond the spread,
 *disagrees* when some rival beats ``full`` beyond it, and *can't tell* otherwise (or with fewer than 2 seeds).
+Beside each rival, the seeds at which ``full`` scores higher: one seed fixes the initialisation and the batch
+order of every variant, so a rival behind ``full`` at every seed is behind it more surely than the ranges say.
 """
 
 from __future__ import annotations
@@ -56,15 +58,19 @@ def metric_value(results: Mapping[str, Any], metric: str) -> float | None:
     return results.get(metric)
 
 
-def spread(values: Sequence[float]) -> dict[str, Any]:
-    """``{"mean", "sd", "min", "max", "values"}`` of one metric over the seeds (sd 0 for one seed)."""
-    return {
+def spread(values: Sequence[float], seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """``{"mean", "sd", "min", "max", "values"}`` of one metric over the seeds (sd 0 for one seed), and
+    ``"seeds"``, the seed of each value, when given."""
+    summary = {
         "mean": statistics.fmean(values),
         "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
         "min": min(values),
         "max": max(values),
         "values": list(values),
     }
+    if seeds is not None:
+        summary["seeds"] = list(seeds)
+    return summary
 
 
 def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -73,14 +79,17 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
     for metric in METRICS:
         values = [metric_value(run["results"], metric) for run in runs]
         if values and all(value is not None for value in values):
-            summary[metric] = spread(values)
+            summary[metric] = spread(values, [run["seed"] for run in runs])
     return summary
 
 
 def judge(claim: Claim, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The verdict on ``claim`` from the variants' summaries (:func:`summarize_runs` by variant name; see the
     module docstring): ``{"claim", "where", "verdict", "rivals": [{"name", "difference", "outcome"}]}``,
-    ``difference`` being full's mean overall IoU minus the rival's, in points."""
+    ``difference`` being full's mean overall IoU minus the rival's, in points. Where both summaries name their
+    seeds, a rival also has ``"paired": [k, n]``: full scores higher at k of the n seeds both ran (a seed fixes
+    the initialisation and the order of the batches, so runs of one seed are paired); it does not change the
+    verdict."""
     full = summaries.get("full", {}).get("overall_iou")
     rivals = []
     for name in claim.rivals:
@@ -95,7 +104,13 @@ def judge(claim: Claim, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str,
             outcome = "rival better beyond the spread"
         else:
             outcome = "within the spread"
-        rivals.append({"name": name, "difference": 100 * (full["mean"] - rival["mean"]), "outcome": outcome})
+        entry = {"name": name, "difference": 100 * (full["mean"] - rival["mean"]), "outcome": outcome}
+        if "seeds" in full and "seeds" in rival:
+            full_by_seed = dict(zip(full["seeds"], full["values"], strict=True))
+            rival_by_seed = dict(zip(rival["seeds"], rival["values"], strict=True))
+            common = full_by_seed.keys() & rival_by_seed.keys()
+            entry["paired"] = [sum(full_by_seed[seed] > rival_by_seed[seed] for seed in common), len(common)]
+        rivals.append(entry)
     outcomes = {rival["outcome"] for rival in rivals}
     if not rivals:
         verdict = "not measured"
@@ -118,6 +133,14 @@ def _cell(summary: Mapping[str, Any], metric: str, paper: float | None = None) -
     value = summary[metric]
     beside = f" ({paper:.2f})" if paper is not None else ""
     return f"{100 * value['mean']:.2f} ± {100 * value['sd']:.2f}{beside}"
+
+
+def _paired(rival: Mapping[str, Any]) -> str:
+    """``; ahead at k of n seeds`` from a rival of :func:`judge`, or nothing without paired seeds."""
+    if not rival.get("paired") or not rival["paired"][1]:
+        return ""
+    ahead, count = rival["paired"]
+    return f"; ahead at {ahead} of {count} seed{'s' * (count != 1)}"
 
 
 def ablation_markdown(table: Mapping[str, Any]) -> str:
@@ -163,12 +186,13 @@ def ablation_markdown(table: Mapping[str, Any]) -> str:
     if table.get("claims"):
         lines += [
             "",
-            "| Paper's claim | Where | RefShapes | full minus rival, IoU points (outcome) |",
+            "| Paper's claim | Where | RefShapes | full minus rival, IoU points (outcome; seeds where full is ahead) |",
             "|---|---|---|---|",
         ]
         for claim in table["claims"]:
             detail = "; ".join(
-                f"{rival['name']} {rival['difference']:+.2f} ({rival['outcome']})" for rival in claim["rivals"]
+                f"{rival['name']} {rival['difference']:+.2f} ({rival['outcome']}{_paired(rival)})"
+                for rival in claim["rivals"]
             )
             lines.append(f"| {claim['claim']} | {claim['where']} | {claim['verdict']} | {detail or '-'} |")
     return "\n".join(lines)
