@@ -1,7 +1,33 @@
+import os
+
 import pytest
 import torch
 
 from risam import create_model
+from risam.precision import AUTO_PRECISION_ENV
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--auto-precision",
+        choices=("native", "fp32", "bf16"),
+        default="native",
+        help="what precision 'auto' resolves to in the whole run: this machine's choice (native), or forced "
+        f"to fp32 or bf16 through {AUTO_PRECISION_ENV}",
+    )
+
+
+def pytest_configure(config):
+    forced = config.getoption("--auto-precision")
+    if forced != "native":
+        os.environ[AUTO_PRECISION_ENV] = forced
+
+
+def pytest_report_header(config):
+    from risam.precision import choose_precision
+
+    choice = choose_precision("auto", "cpu")
+    return f"precision auto on cpu: {choice.name} ({choice.reason})"
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from risam import create_model
 from risam.cli import main
@@ -16,7 +17,7 @@ from risam.data.refshapes import generate_refshapes
 from risam.demo.examples import load_examples
 from risam.engine.experiment import place_model
 from risam.info import model_info
-from risam.precision import choose_precision, cpu_bf16_features, warn_if_emulated
+from risam.precision import AUTO_PRECISION_ENV, choose_precision, cpu_bf16_features, warn_if_emulated
 from risam.predictor import RISAMPredictor
 
 AVX2_ONLY = {"cpu_name": "AMD EPYC", "avx2": True, "avx512_bf16": False, "amx_bf16": False}
@@ -31,7 +32,8 @@ AVX2_ONLY = {"cpu_name": "AMD EPYC", "avx2": True, "avx512_bf16": False, "amx_bf
         ({"cpu_name": "old"}, "fp32"),
     ],
 )
-def test_auto_is_bf16_only_on_cpus_that_multiply_it_natively(capabilities, expected):
+def test_auto_is_bf16_only_on_cpus_that_multiply_it_natively(capabilities, expected, monkeypatch):
+    monkeypatch.delenv(AUTO_PRECISION_ENV, raising=False)  # the CPU decides, whatever --auto-precision says
     choice = choose_precision("auto", "cpu", capabilities)
     assert (choice.name, choice.requested) == (expected, "auto")
     assert choice.dtype == {"fp32": torch.float32, "bf16": torch.bfloat16}[expected]
@@ -42,13 +44,32 @@ def test_auto_is_bf16_only_on_cpus_that_multiply_it_natively(capabilities, expec
         assert "neither amx_bf16 nor avx512_bf16" in choice.reason
 
 
-def test_auto_on_this_machine_follows_its_cpu_and_info_says_so(capsys):
+def test_auto_on_this_machine_follows_its_cpu_and_info_says_so(capsys, monkeypatch):
+    monkeypatch.delenv(AUTO_PRECISION_ENV, raising=False)
     choice = choose_precision("auto", "cpu")
     capabilities = torch.cpu.get_capabilities()
     assert (choice.name == "bf16") == bool(capabilities.get("amx_bf16") or capabilities.get("avx512_bf16"))
     assert model_info("risam_tiny")["precision_auto"]["cpu"] == {"precision": choice.name, "reason": choice.reason}
     assert main(["info", "risam_tiny"]) == 0
     assert f"precision auto on cpu: {choice.name} ({choice.reason})" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("forced", ["fp32", "bf16"])
+def test_auto_precision_env_forces_what_auto_resolves_to(forced, monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(AUTO_PRECISION_ENV, forced)
+    for capabilities in (AVX2_ONLY, {**AVX2_ONLY, "amx_bf16": True}):
+        choice = choose_precision("auto", "cpu", capabilities)
+        assert (choice.name, choice.requested) == (forced, "auto")
+        assert f"{AUTO_PRECISION_ENV}={forced} is set" in choice.reason
+    assert choose_precision("fp32", "cpu").name == "fp32"  # an explicit precision is not overridden
+    assert RISAMPredictor.from_pretrained(precision="auto").model.encoder_precision == forced
+    monkeypatch.setenv(AUTO_PRECISION_ENV, "half")
+    with pytest.raises(ConfigError, match=f"{AUTO_PRECISION_ENV}='half': expected fp32 or bf16"):
+        choose_precision("auto", "cpu")
+    image = tmp_path / "a.png"
+    Image.new("RGB", (40, 30)).save(image)
+    assert main(["segment", str(image), "a shape", "-o", str(tmp_path / "out")]) == 2
+    assert f"{AUTO_PRECISION_ENV}='half'" in capsys.readouterr().err
 
 
 def test_explicit_precisions_and_bad_values():

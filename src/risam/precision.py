@@ -13,6 +13,7 @@ ViT-B encoder took 70 s against 13 s: ``python -m benchmarks.encoder_cpu --emula
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from risam.config.parse import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# Set to "fp32" or "bf16", this environment variable is what "auto" resolves to on every device (the
+# test suite's --auto-precision sets it, so the whole suite runs either way on any CPU).
+AUTO_PRECISION_ENV = "RISAM_AUTO_PRECISION"
 # The CPU features with native bfloat16 dot products, as torch.cpu.get_capabilities() names them.
 CPU_BF16_FEATURES = ("amx_bf16", "avx512_bf16")
 
@@ -90,13 +94,19 @@ def choose_precision(
 ) -> PrecisionChoice:
     """The precision of the frozen encoders on ``device`` for ``requested`` ("auto", "fp32" or "bf16").
 
-    "auto" is bf16 where :func:`native_bf16` holds and fp32 elsewhere. ConfigError for any other value.
+    "auto" is bf16 where :func:`native_bf16` holds and fp32 elsewhere, unless the environment variable
+    ``RISAM_AUTO_PRECISION`` is "fp32" or "bf16", which it then is. ConfigError for any other value.
     """
     if requested not in PRECISIONS:
         raise ConfigError(f"precision={requested!r}: expected one of {', '.join(PRECISIONS)}")
     device = torch.device(device)
     native, why = native_bf16(device, capabilities)
     if requested == "auto":
+        forced = os.environ.get(AUTO_PRECISION_ENV, "")
+        if forced:
+            if forced not in PRECISION_DTYPES:
+                raise ConfigError(f"{AUTO_PRECISION_ENV}={forced!r}: expected fp32 or bf16 (or unset it)")
+            return PrecisionChoice(forced, requested, f"{AUTO_PRECISION_ENV}={forced} is set; {why}", native)
         return PrecisionChoice("bf16" if native else "fp32", requested, why, native)
     return PrecisionChoice(requested, requested, f"asked for {requested}; {why}", native)
 

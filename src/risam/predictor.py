@@ -229,13 +229,20 @@ class RISAMPredictor:
     ) -> tuple[list[Prediction], list[MutualAttentionOutput]]:
         """Predictions for one chunk of N ``texts`` with token ids ``tokens`` (N x L) on the image set,
         and with ``return_attention`` every MA block's outputs."""
-        features, padding = self.model.encode_text(tokens.to(self.device))
-        visual = self.visual.expand(len(texts), -1, -1, -1)
+        # Each expression runs through the text encoder and the head alone (batch 1): in bf16 (and, by a
+        # few 1e-5 of a logit, in fp32) a kernel's rounding depends on the batch it runs in, so a batched
+        # call would let the other expressions of the call move a mask's border pixels. Alone, a mask
+        # depends only on its own expression and the image.
         attention: list[MutualAttentionOutput] = []
-        if return_attention:
-            logits, attention = self.model.decode(visual, features, padding, return_attention=True)
-        else:
-            logits = self.model.decode(visual, features, padding)
+        rows_logits = []
+        for row in tokens.to(self.device).split(1):
+            features, padding = self.model.encode_text(row)
+            if return_attention:
+                logits, attention = self.model.decode(self.visual, features, padding, return_attention=True)
+            else:
+                logits = self.model.decode(self.visual, features, padding)
+            rows_logits.append(logits)
+        logits = torch.cat(rows_logits)
         size = self.model.image_encoder.config.img_size
         masks, scores = logits_to_masks(logits, size, self.resized_size, self.original_size, self.threshold)
         rows = zip(texts, masks, scores, strict=True)
