@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from risam import create_model
-from risam.precision import AUTO_PRECISION_ENV
+from risam.precision import AUTO_PRECISION_ENV, choose_precision
 
 
 def pytest_addoption(parser):
@@ -24,8 +24,6 @@ def pytest_configure(config):
 
 
 def pytest_report_header(config):
-    from risam.precision import choose_precision
-
     choice = choose_precision("auto", "cpu")
     return f"precision auto on cpu: {choice.name} ({choice.reason})"
 

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from risam.data.transforms import preprocess_image
+from risam.demo.examples import load_examples
 from risam.predictor import MAX_EXPRESSIONS, ExpressionError, RISAMPredictor, mask_bbox
 from sam_geometry import postprocess_logits
 
@@ -45,6 +46,19 @@ def test_chunks_of_expressions_give_the_same_predictions(tiny_model, picture):
         assert one.text == other.text and one.bbox == other.bbox
         np.testing.assert_array_equal(one.mask, other.mask)
         assert one.score == pytest.approx(other.score, rel=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:precision bf16")  # emulated bf16 is slow, not wrong
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_mask_does_not_depend_on_the_other_expressions_of_the_call(precision):
+    image, sentences = load_examples()[0]  # batched, bf16 moved 8 pixels of this first mask
+    predictor = RISAMPredictor.from_pretrained(precision=precision)
+    predictor.set_image(image)
+    together = predictor.predict(sentences)
+    for sentence, in_call in zip(sentences, together, strict=True):
+        alone = predictor.predict(sentence)
+        np.testing.assert_array_equal(alone.mask, in_call.mask)
+        assert alone.score == in_call.score and alone.bbox == in_call.bbox
 
 
 def test_the_number_of_expressions_is_bounded(tiny_model, picture):
