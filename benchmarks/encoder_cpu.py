@@ -9,6 +9,12 @@ measured in this run (a 2048 x 2048 x 2048 matmul), and the error of the tapped 
 segment_anything's fp32 encoder: the largest, over the taps, of |a - b|_2 / |b|_2, and the largest
 absolute difference. Prints one JSON object.
 
+Every mode's process keeps freed memory for reuse, as the ``risam`` command does
+(:func:`risam.cpu_memory.reuse_freed_memory`); ``--system-malloc`` leaves glibc's defaults, to measure
+what that setting gains. A compiled mode (:func:`risam.modeling.compiled.compile_or_eager`, as
+``--compile`` runs it) runs twice, each in a fresh process: with an empty inductor cache
+(``compile_s_cold``, and the timings) and again with the cache the first run filled (``compile_s_warm``).
+
 Modes (``--modes``): ``segment_anything_fp32``, ``fp32``, ``fp32_compiled``, ``bf16`` (weights and
 activations in bfloat16, as ``--precision bf16`` keeps the frozen encoders) and ``bf16_compiled``.
 On a CPU without AMX-BF16 or AVX512-BF16, bfloat16 matmuls are emulated and slower than float32 (ViT-B:
@@ -24,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import safetensors.torch
@@ -35,7 +43,9 @@ import torch
 
 from benchmarks.encoder_gpu import count_flops
 from benchmarks.sam_reference import meta_encoder, randomize_positions, tap_hooks
+from risam.cpu_memory import reuse_freed_memory
 from risam.modeling.build import default_dtype
+from risam.modeling.compiled import compile_or_eager
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.precision import PRECISION_DTYPES, native_bf16
 from risam.registry import get_config
@@ -64,8 +74,12 @@ def peak_rss_gib() -> float:
     return int(line.split()[1]) / 2**20
 
 
-def worker(model: str, mode: str, checkpoint: Path, taps_out: Path, repeats: int) -> dict[str, object]:
+def worker(
+    model: str, mode: str, checkpoint: Path, taps_out: Path, repeats: int, system_malloc: bool
+) -> dict[str, object]:
     """Build one mode's encoder from ``checkpoint``, time it, save its taps (float32) to ``taps_out``."""
+    if not system_malloc:
+        reuse_freed_memory()
     config = get_config(model).image_encoder
     dtype = PRECISION_DTYPES["bf16" if mode.startswith("bf16") else "fp32"]
     if mode == "segment_anything_fp32":
@@ -83,10 +97,11 @@ def worker(model: str, mode: str, checkpoint: Path, taps_out: Path, repeats: int
         with default_dtype(dtype):  # built in its precision, as create_model builds frozen encoders
             built = SamImageEncoder(config).eval()
         built.load_pretrained(checkpoint)
-        run = torch.compile(built, dynamic=False) if mode.endswith("_compiled") else built
+        run = compile_or_eager(built, "image encoder") if mode.endswith("_compiled") else built
     images = torch.randn(1, 3, config.img_size, config.img_size, generator=torch.Generator().manual_seed(0))
     images = images.to(dtype)
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         start = time.perf_counter()
         outputs = run(images)
         first = time.perf_counter() - start
@@ -102,14 +117,23 @@ def worker(model: str, mode: str, checkpoint: Path, taps_out: Path, repeats: int
     result: dict[str, object] = {"s_per_image": seconds, "peak_rss_gib": peak_rss_gib()}
     if mode.endswith("_compiled"):
         result["compile_s"] = first - seconds
+        failures = [str(warning.message) for warning in caught if "torch.compile" in str(warning.message)]
+        result["compile_failed"] = failures
     return result
 
 
-def run_worker(model: str, mode: str, checkpoint: Path, taps_out: Path, repeats: int) -> dict[str, object]:
-    """:func:`worker` in a fresh process; its JSON, or {"error": ...} with the last line it printed."""
+def run_worker(
+    model: str, mode: str, checkpoint: Path, taps_out: Path, repeats: int, system_malloc: bool, cache: Path
+) -> dict[str, object]:
+    """:func:`worker` in a fresh process with the inductor cache ``cache``; its JSON, or {"error": ...}
+    with the last line it printed."""
     command = [sys.executable, "-m", "benchmarks.encoder_cpu", "--model", model, "--repeats", str(repeats)]
     command += ["--worker", mode, "--checkpoint", str(checkpoint), "--taps-out", str(taps_out)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    command += ["--system-malloc"] if system_malloc else []
+    environment = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache)}
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent, env=environment
+    )
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines()
         return {"error": lines[-1] if lines else f"exit code {result.returncode}"}
@@ -135,12 +159,14 @@ def main() -> None:
         help="timed forward passes per mode after the first (median reported); 0: time only the first pass",
     )
     parser.add_argument("--emulated-bf16", action="store_true", help="run the bf16 modes on a CPU that emulates bf16")
+    parser.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc settings as they are")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--taps-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.model, args.worker, args.checkpoint, args.taps_out, args.repeats)))
+        result = worker(args.model, args.worker, args.checkpoint, args.taps_out, args.repeats, args.system_malloc)
+        print(json.dumps(result))
         return
 
     config = get_config(args.model).image_encoder
@@ -163,7 +189,12 @@ def main() -> None:
             if precision == "bf16" and not (native or args.emulated_bf16):
                 modes[mode] = {"skipped": f"{why}; pass --emulated-bf16 to run it anyway"}
                 continue
-            entry = run_worker(args.model, mode, checkpoint, Path(folder) / f"{mode}.safetensors", args.repeats)
+            taps, cache = Path(folder) / f"{mode}.safetensors", Path(folder) / f"inductor-{mode}"
+            entry = run_worker(args.model, mode, checkpoint, taps, args.repeats, args.system_malloc, cache)
+            if mode.endswith("_compiled") and "compile_s" in entry:
+                warm = run_worker(args.model, mode, checkpoint, taps, 1, args.system_malloc, cache)
+                entry["compile_s_cold"] = entry.pop("compile_s")
+                entry["compile_s_warm"] = warm.get("compile_s", warm.get("error"))
             if "s_per_image" in entry:
                 achieved = flops / 1e9 / entry["s_per_image"]
                 entry["achieved_gflop_per_s"] = achieved
@@ -187,6 +218,7 @@ def main() -> None:
                 "cpu": torch.cpu.get_capabilities().get("cpu_name"),
                 "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "native_bf16": native,
+                "reuse_freed_memory": not args.system_malloc,
                 "gflops_per_image": flops / 1e9,
                 "matmul_gflop_per_s": rates,
                 "modes": modes,

@@ -1,9 +1,12 @@
 """Where the image encoder's time goes: one forward pass under ``torch.profiler``, by part and by operator.
 
-Each part of every block (LayerNorms, the attention's qkv and proj, the scaled-dot-product attention,
-the relative-position bias and reshapes inside the attention, the window partition outside it, the MLP's
-two linears and GELU) is labelled with ``torch.profiler.record_function`` through forward hooks, so the
-table adds up to the whole pass. Prints one JSON object: seconds and share per part, the 12 operators
+The encoder runs as the predictor runs it, without autograd (:mod:`risam.modeling.sam_block`). Each
+part of every block (LayerNorms, the attention's qkv and proj, the attention between them, the MLP's two
+linears and GELU) is labelled with ``torch.profiler.record_function`` through forward hooks; the
+attention's matmuls (``aten::bmm``, ``aten::baddbmm``: scores, weighted sums and the bias's einsums)
+are counted apart from the rest of it (bias additions, softmax, chunk copies), and what the blocks do
+outside the labelled parts (window padding, splitting and merging heads, residuals) is its own part, so
+the table adds up to the whole pass. Prints one JSON object: seconds and share per part, the 12 operators
 with the most self time, and the achieved GFLOP/s of the pass.
 
     python -m benchmarks.encoder_profile --model risam_vit_b --precision fp32
@@ -23,6 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.encoder_gpu import count_flops
 from benchmarks.sam_reference import randomize_positions
+from risam.cpu_memory import reuse_freed_memory
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.precision import PRECISION_DTYPES
 from risam.registry import get_config
@@ -36,6 +40,7 @@ BLOCK_PARTS = {
     "mlp.fc1": "mlp linears",
     "mlp.fc2": "mlp linears",
     "mlp.act": "gelu",
+    "attention_core": "attention",
 }
 
 
@@ -60,7 +65,6 @@ def label_modules(encoder: SamImageEncoder) -> list:
     for block in encoder.vit.blocks:
         kind = "window" if block.window_size else "global"
         wrap(block, f"block: {kind}")
-        wrap(block.attn, f"attention: {kind}")
         for path, part in BLOCK_PARTS.items():
             wrap(block.get_submodule(path), f"part: {part}")
     return handles
@@ -71,7 +75,7 @@ def main() -> None:
     parser.add_argument("--model", default="risam_vit_b", help="registered model whose image encoder to profile")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="the encoder's weights dtype")
     args = parser.parse_args()
-
+    reuse_freed_memory()  # as the risam command does
     torch.manual_seed(0)
     config = get_config(args.model).image_encoder
     dtype = PRECISION_DTYPES[args.precision]
@@ -98,16 +102,15 @@ def main() -> None:
             totals[event.key] += event.cpu_time_total / 1e6
         elif not event.key.startswith("ProfilerStep"):
             operators.append((event.key, event.self_cpu_time_total / 1e6, event.count))
-    sdpa = sum(s for name, s, _ in operators if "scaled_dot_product" in name and "attention" in name)
     whole = totals["forward"]
     parts = {key.removeprefix("part: "): value for key, value in totals.items() if key.startswith("part: ")}
-    linears = parts.get("attention qkv/proj linears", 0.0)
-    attention = totals["attention: window"] + totals["attention: global"]
-    parts["scaled-dot-product attention"] = sdpa
-    parts["relative-position bias and reshapes in the attention"] = attention - linears - sdpa
     inside_blocks = totals["block: window"] + totals["block: global"]
-    norms_mlp = sum(parts.get(name, 0.0) for name in ("layer norms", "mlp linears", "gelu"))
-    parts["window partition, residuals and reshapes outside the attention"] = inside_blocks - attention - norms_mlp
+    labelled = sum(parts.values())
+    attention = parts.pop("attention", 0.0)
+    matmuls = sum(s for name, s, _ in operators if name in ("aten::bmm", "aten::baddbmm"))
+    parts["attention matmuls (scores, weighted sums, bias einsums)"] = matmuls
+    parts["attention bias additions, softmax and chunk copies"] = attention - matmuls
+    parts["window padding, head split and merge, residuals"] = inside_blocks - labelled
     parts["everything else (position embedding, taps, profiler labels)"] = (
         whole - inside_blocks - parts.get("patch embedding", 0.0)
     )

@@ -166,3 +166,20 @@ def test_segment_refuses_broken_files_readably(tmp_path, tiny_weights, capsys, k
     assert main(["segment", "--checkpoint", str(tiny_weights), str(path), "the dog", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_a_warning_of_the_command_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from risam.demo.examples import load_examples
+
+    image, _ = load_examples()[0]
+    long_expression = " ".join(["the small red circle next to the big blue square"] * 4)
+    command = [sys.executable, "-m", "risam.cli", "segment", str(image), long_expression, "-o", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    warning_lines = [line for line in result.stderr.splitlines() if "warning" in line.lower()]
+    assert len(warning_lines) == 1, result.stderr
+    assert warning_lines[0].startswith("risam segment: warning: ") and "truncated" in warning_lines[0]
+    assert "UserWarning" not in result.stderr and "warnings.warn" not in result.stderr

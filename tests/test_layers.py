@@ -12,7 +12,7 @@ LAYERS = [
     {"errors", "version"},
     {"files"},
     {"config", "download"},
-    {"data", "image_io", "metrics", "losses", "viz", "precision"},
+    {"data", "image_io", "metrics", "losses", "viz", "precision", "cpu_memory"},
     {"modeling", "grounding", "overlays"},
     {"weights"},
     {"registry"},

@@ -1,5 +1,7 @@
 """create_model with encoder files in the official formats, and the model registry."""
 
+import warnings
+
 import open_clip
 import torch
 import torch.nn.functional as F
@@ -54,3 +56,14 @@ def test_create_model_loads_official_sam_and_openai_clip_files(tmp_path):
         end = tokens.argmax(dim=1)
         torch.testing.assert_close(features[torch.arange(2), end], pooled, atol=1e-4, rtol=1e-4)
         assert model(images, tokens).shape == (2, 32, 32)
+
+
+def test_shipped_encoders_load_whatever_the_attention_chunk():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an encoder left random would warn
+        default = create_model("risam_tiny").eval()
+        chunked = create_model("risam_tiny", overrides={"image_encoder.attention_chunk": 7}).eval()
+    assert chunked.image_encoder.config.attention_chunk == 7
+    images = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    for ours, theirs in zip(chunked.image_taps(images), default.image_taps(images), strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)

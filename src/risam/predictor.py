@@ -21,6 +21,7 @@ from risam.config import DEFAULT_THRESHOLD
 from risam.data.transforms import logits_to_masks, preprocess_image
 from risam.errors import InputError
 from risam.image_io import MAX_PIXELS, ImageSource, load_image
+from risam.modeling.compiled import compile_or_eager
 from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.risam import RISAM
 from risam.modeling.state_dict import CheckpointError
@@ -135,6 +136,7 @@ class RISAMPredictor:
         threshold: float = DEFAULT_THRESHOLD,
         precision: str = "auto",
         random_encoders: bool = False,
+        compile: bool = False,
     ) -> RISAMPredictor:
         """A predictor for a RISAM weights file (the format ``risam evaluate`` takes), or for the name of a
         shipped model; None is the default shipped model, ``risam_tiny_refshapes``.
@@ -143,6 +145,8 @@ class RISAMPredictor:
         needs unless they are given (``random_encoders=True`` runs it on random frozen encoders, which is
         for timing and memory measurements only). ``precision`` ("auto", "fp32" or "bf16") sets the frozen
         encoders' weights; "auto" is bf16 where ``device`` multiplies it natively (:mod:`risam.precision`).
+        ``compile`` runs the image encoder through ``torch.compile`` (:mod:`risam.modeling.compiled`: the
+        first image takes minutes; a failed compile warns once and runs eager).
         """
         path = resolve_checkpoint(checkpoint)
         config = read_config(path)
@@ -159,7 +163,10 @@ class RISAMPredictor:
             device=device,
             precision=precision,  # the encoders are built in it, not built in float32 and then converted
         )
-        return cls(model, threshold=threshold, precision=precision)
+        predictor = cls(model, threshold=threshold, precision=precision)
+        if compile:
+            compile_or_eager(model.image_encoder, "image encoder")
+        return predictor
 
     @classmethod
     def from_pretrained(
@@ -168,10 +175,13 @@ class RISAMPredictor:
         device: str | torch.device = "cpu",
         threshold: float = DEFAULT_THRESHOLD,
         precision: str = "auto",
+        compile: bool = False,
     ) -> RISAMPredictor:
         """A predictor for a trained model that ships in the package (:data:`risam.registry.SHIPPED_MODELS`);
         it needs no file. ``risam_tiny_refshapes`` knows only RefShapes' world (see its metadata)."""
-        return cls.from_checkpoint(pretrained_path(name), device=device, threshold=threshold, precision=precision)
+        return cls.from_checkpoint(
+            pretrained_path(name), device=device, threshold=threshold, precision=precision, compile=compile
+        )
 
     @torch.no_grad()
     def encode(self, image: ImageSource) -> EncodedImage:

@@ -21,7 +21,7 @@ from risam.modeling.build import build_model
 from risam.modeling.risam import RISAM
 from risam.modeling.state_dict import load_state_dict_strict
 from risam.precision import choose_precision
-from risam.weights import encoder_architecture, load_encoders, load_weights
+from risam.weights import NOT_ARCHITECTURE, encoder_architecture, load_encoders, load_weights
 
 # The official encoder files, fetched by ``risam download`` and by ``"download"`` in place of a file.
 # SAM: Meta's URLs from the segment-anything README. Meta publishes no checksum; each file name ends
@@ -299,6 +299,7 @@ def load_shipped_encoders(model: RISAM, path: str | os.PathLike, require_all: bo
     for part, section in recorded.items():
         module = getattr(model, part)
         actual = encoder_architecture(module.config)
+        section = {key: value for key, value in section.items() if key not in NOT_ARCHITECTURE}
         differ = sorted(key for key in set(section) | set(actual) if section.get(key) != actual.get(key))
         if differ:
             message = f"{path} holds {part.replace('_', ' ')} weights for another architecture: " + ", ".join(

@@ -103,10 +103,15 @@ def load_weights(path: str | os.PathLike) -> tuple[RISAMConfig, dict[str, torch.
     return config, _finite_tensors(path)
 
 
+# Encoder config keys that are not architecture: whether it trains, and how many query tokens a global
+# attention block takes at once (the same result in chunks of any size).
+NOT_ARCHITECTURE = ("freeze", "attention_chunk")
+
+
 def encoder_architecture(config: Any) -> dict[str, Any]:
-    """An encoder config section as JSON-ready data, without the ``freeze`` switch (not architecture)."""
-    section = dataclasses.asdict(config)
-    section.pop("freeze")
+    """An encoder config section as JSON-ready data, without the keys of :data:`NOT_ARCHITECTURE`
+    (also where an encoders file records them)."""
+    section = {key: value for key, value in dataclasses.asdict(config).items() if key not in NOT_ARCHITECTURE}
     return json.loads(json.dumps(section))
 
 

@@ -80,7 +80,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from risam.engine.evaluator import run_evaluation
     from risam.metrics import results_table
 
-    config = load_config(args.config, args.set + _precision_override(args))
+    compile_override = ["eval.compile=true"] if args.compile else []
+    config = load_config(args.config, args.set + _precision_override(args) + compile_override)
     results = run_evaluation(config, args.checkpoint, args.split, args.output)
     print(results_table(results))
     return 0
@@ -193,6 +194,7 @@ def run_demo(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         max_upload_bytes=args.max_upload_bytes,
+        compile=args.compile,
     )
     return 0
 

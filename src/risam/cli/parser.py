@@ -111,6 +111,16 @@ def _add_model_files(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_compile(parser: argparse.ArgumentParser) -> None:
+    """``--compile``: the frozen image encoder through torch.compile (:mod:`risam.modeling.compiled`)."""
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the image encoder through torch.compile (minutes at the first image; a failed compile "
+        "warns and runs eager)",
+    )
+
+
 def _add_precision(parser: argparse.ArgumentParser, default: str | None) -> None:
     """``--precision`` of the frozen encoders (:mod:`risam.precision`)."""
     where = f"default {default}" if default else "default: the config's train.encoder_precision"
@@ -166,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--output", type=Path, default=None, help="results JSON (a .md table is written beside)")
     evaluate.add_argument("--set", **overrides)
     _add_precision(evaluate, None)
+    _add_compile(evaluate)
     evaluate.set_defaults(run=run_evaluate)
 
     ablate = commands.add_parser(
@@ -269,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     demo.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     demo.add_argument("--max-upload-bytes", type=int, default=20_000_000, help="largest accepted upload")
+    _add_compile(demo)
     demo.set_defaults(run=run_demo)
 
     export = commands.add_parser(

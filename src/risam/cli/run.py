@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
 from risam.cli.parser import build_parser
 from risam.cli.text import terminal_safe
@@ -16,13 +18,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     Bad input (a file, image, expression, config, checkpoint or argument that cannot be used,
     a file that cannot be read or written) prints one readable line to stderr and returns 2,
     never a traceback. An unexpected failure prints one line naming it and returns 1; set
-    RISAM_TRACEBACK=1 to see its traceback.
+    RISAM_TRACEBACK=1 to see its traceback. A warning is one line, ``risam COMMAND: warning: ...``.
+    The process keeps freed memory for reuse (:func:`risam.cpu_memory.reuse_freed_memory`).
     """
+    from risam.cpu_memory import reuse_freed_memory
     from risam.errors import InputError
 
     args = build_parser().parse_args(argv)
+    reuse_freed_memory()
     try:
-        return args.run(args)
+        with _one_line_warnings(args.command):
+            return args.run(args)
     except (InputError, OSError) as error:
         print(f"risam {args.command}: error: {terminal_safe(_one_line(error))}", file=sys.stderr)
         return 2
@@ -39,6 +45,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+@contextlib.contextmanager
+def _one_line_warnings(command: str) -> Iterator[None]:
+    """Inside the block, a warning prints as ``risam COMMAND: warning: MESSAGE``, without a source line."""
+    previous = warnings.formatwarning
+
+    def format_warning(message: Warning | str, *_: object, **__: object) -> str:
+        return f"risam {command}: warning: {terminal_safe(str(message))}\n"
+
+    warnings.formatwarning = format_warning
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
 
 
 def _one_line(error: Exception) -> str:

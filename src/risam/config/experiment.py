@@ -116,10 +116,16 @@ DEFAULT_THRESHOLD = 0.35  # the sigmoid threshold of a mask, for evaluation, the
 
 @dataclass
 class EvalSection:
-    """Inference: sigmoid threshold of the mask and evaluation batch size (images per batch)."""
+    """Inference: sigmoid threshold of the mask and evaluation batch size (images per batch).
+
+    ``compile`` runs the frozen image encoder through ``torch.compile`` during evaluation
+    (:mod:`risam.modeling.compiled`; ``risam evaluate --compile``). Off by default: compiling takes
+    minutes, and on a CPU the eager encoder was as fast (README, "Speed").
+    """
 
     threshold: float = DEFAULT_THRESHOLD
     images_per_batch: int = 8
+    compile: bool = False
 
 
 @dataclass

@@ -98,7 +98,7 @@ class ImageEncoderConfig:
     img_size: int = 1024
     pixel_mean: tuple[float, float, float] = SAM_PIXEL_MEAN
     pixel_std: tuple[float, float, float] = SAM_PIXEL_STD
-    attention_chunk: int = 1024
+    attention_chunk: int = 256
     freeze: bool = True
     backbone: str = "sam"
     timm_kwargs: dict[str, Any] = field(default_factory=dict)

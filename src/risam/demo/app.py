@@ -224,12 +224,18 @@ def launch_demo(
     max_upload_bytes: int = MAX_UPLOAD_BYTES,
     random_encoders: bool = False,
     precision: str = "auto",
+    compile: bool = False,
 ) -> None:
     """Serve the demo at http://host:port until interrupted (no share link), for a RISAM weights file or a
     shipped model's name (None: the built-in ``risam_tiny_refshapes``), its frozen encoders in ``precision``
-    ("auto", "fp32" or "bf16": :mod:`risam.precision`)."""
+    ("auto", "fp32" or "bf16": :mod:`risam.precision`), the image encoder compiled if ``compile``."""
     predictor = RISAMPredictor.from_checkpoint(
-        checkpoint, sam_checkpoint, clip_checkpoint, random_encoders=random_encoders, precision=precision
+        checkpoint,
+        sam_checkpoint,
+        clip_checkpoint,
+        random_encoders=random_encoders,
+        precision=precision,
+        compile=compile,
     )
     demo = build_demo(predictor, max_upload_bytes)
     demo.launch(server_name=host, server_port=port, share=False, ssr_mode=False, max_file_size=max_upload_bytes)

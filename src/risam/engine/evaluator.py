@@ -22,6 +22,7 @@ from risam.engine.experiment import build_dataset, place_model
 from risam.files import atomic_write_json, atomic_write_text
 from risam.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
 from risam.metrics import MetricAccumulator, results_table
+from risam.modeling.compiled import compile_or_eager
 from risam.modeling.risam import RISAM
 from risam.registry import create_model, resolve_checkpoint
 from risam.weights import read_config
@@ -112,6 +113,8 @@ def run_evaluation(
         clip_checkpoint=config.model.clip_checkpoint,
     )
     model = place_model(model, config, context.device)
+    if config.eval.compile:
+        compile_or_eager(model.image_encoder, "image encoder")
     dataset = build_dataset(config, model, split, for_eval=True)
     results = evaluate_model(
         model,

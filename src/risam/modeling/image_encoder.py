@@ -12,14 +12,12 @@ import re
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
 
-import torch
-import torch.nn.functional as F
-from timm.models.vision_transformer_sam import Attention, Block, VisionTransformerSAM, get_rel_pos
+from timm.models.vision_transformer_sam import VisionTransformerSAM
 from torch import Tensor, nn
 
 from risam.config.model import ImageEncoderConfig
+from risam.modeling.sam_block import SamBlock
 from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
 
 _SAM_PREFIX = "image_encoder."
@@ -33,62 +31,6 @@ def check_images(images: Tensor, img_size: int, encoder: str) -> None:
             f"{encoder} expects images normalized with image_encoder.pixel_mean/pixel_std, of shape "
             f"(B, 3, {img_size}, {img_size}) (resized and padded to img_size={img_size}), got {tuple(images.shape)}"
         )
-
-
-class ChunkedGlobalAttention(nn.Module):
-    """timm's SAM attention with relative positions, computed for chunks of query tokens.
-
-    Built from the block's timm ``Attention``, whose parameters it takes over: the same
-    state-dict keys and the same result as that ``Attention`` in SAM's configuration (relative
-    positions; no q/k norm, dropout or rotary embedding); the bias and the attention matrix
-    exist for ``chunk`` query tokens at a time instead of all.
-    """
-
-    def __init__(self, attention: Attention, chunk: int) -> None:
-        super().__init__()
-        self.num_heads = attention.num_heads
-        self.chunk = chunk
-        self.rel_pos_h = attention.rel_pos_h
-        self.rel_pos_w = attention.rel_pos_w
-        self.qkv = attention.qkv
-        self.proj = attention.proj
-
-    def forward(self, x: Tensor) -> Tensor:
-        """B x H x W x C -> B x H x W x C."""
-        batch, height, width, _ = x.shape
-        tokens = height * width
-        qkv = self.qkv(x.reshape(batch, tokens, -1)).view(batch, tokens, 3, self.num_heads, -1)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).reshape(3, batch * self.num_heads, tokens, -1).unbind(0)
-        rel_h = get_rel_pos(height, height, self.rel_pos_h)
-        rel_w = get_rel_pos(width, width, self.rel_pos_w)
-        grid_q = q.reshape(-1, height, width, q.shape[-1])
-        bias_h = torch.einsum("bhwc,hkc->bhwk", grid_q, rel_h).reshape(-1, tokens, height)
-        bias_w = torch.einsum("bhwc,wkc->bhwk", grid_q, rel_w).reshape(-1, tokens, width)
-        out = torch.empty_like(q)
-        # Without autograd, one bias buffer serves every chunk: a fresh tensor of this size (16 MB per head
-        # and 1024 queries at 64 x 64 tokens) is a fresh memory mapping each time, whose page faults cost
-        # more than the sum itself (ViT-B at 1024 x 1024: 7% of the encoder's time on 2 CPU cores).
-        buffer = None if torch.is_grad_enabled() else q.new_empty(q.shape[0], min(self.chunk, tokens), height, width)
-        for start in range(0, tokens, self.chunk):
-            rows = slice(start, min(start + self.chunk, tokens))
-            if buffer is None:
-                bias = bias_h[:, rows, :, None] + bias_w[:, rows, None, :]
-            else:
-                bias = torch.add(bias_h[:, rows, :, None], bias_w[:, rows, None, :], out=buffer[:, : rows.stop - start])
-            mask = bias.reshape(q.shape[0], -1, tokens)
-            out[:, rows] = F.scaled_dot_product_attention(q[:, rows], k, v, attn_mask=mask)
-        out = out.view(batch, self.num_heads, tokens, -1).transpose(1, 2).reshape(batch, tokens, -1)
-        return self.proj(out).view(batch, height, width, -1)
-
-
-class SamBlock(Block):
-    """timm's SAM block; a global-attention block (``window_size=0``) attends in chunks of
-    ``attention_chunk`` query tokens (:class:`ChunkedGlobalAttention`)."""
-
-    def __init__(self, *args: Any, attention_chunk: int, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if self.window_size == 0:
-            self.attn = ChunkedGlobalAttention(self.attn, attention_chunk)
 
 
 def conv_stem(embed_dim: int, patch_size: int) -> nn.Sequential:
