@@ -30,7 +30,7 @@ from benchmarks.segment_many import write_photo
 from risam import create_model
 from risam.data.masks import encode_mask
 from risam.data.transforms import logits_to_masks
-from risam.image_io import load_image
+from risam.io.images import load_image
 from risam.predictor import RISAMPredictor
 from risam.segment_output import SegmentationWriter, save_overlay, save_png
 from risam.viz import overlay_mask

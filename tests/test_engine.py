@@ -22,10 +22,10 @@ from risam.cli import main
 from risam.config import ConfigError
 from risam.config.experiment import RECIPES_DIR, OptimSection, load_config
 from risam.data.refshapes import generate_refshapes
-from risam.engine.checkpoint import load_training_state
 from risam.engine.evaluator import write_results
 from risam.engine.logger import TrainingLogger
 from risam.engine.trainer import Trainer, TrainingError, lr_at_epoch
+from risam.io.checkpoint import load_training_state
 
 
 @pytest.fixture(scope="module")

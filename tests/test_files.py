@@ -1,4 +1,4 @@
-"""risam.files: atomic writes, permissions from the umask, stale temporaries."""
+"""risam.io.files: atomic writes, permissions from the umask, stale temporaries."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import stat
 
 import pytest
 
-from risam.files import atomic_path, atomic_write, atomic_write_json, atomic_write_text, remove_stale_temporaries
+from risam.io.files import atomic_path, atomic_write, atomic_write_json, atomic_write_text, remove_stale_temporaries
 
 
 @pytest.fixture(params=[0o022, 0o027])

@@ -15,7 +15,7 @@ from PIL import Image
 
 from hostile_files import write_code_running_archive, write_png_declaring
 from risam.cli import main
-from risam.image_io import load_image
+from risam.io.images import load_image
 
 
 def _run(capsys, argv: list[str]) -> tuple[int, str, str]:

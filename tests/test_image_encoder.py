@@ -12,8 +12,8 @@ from timm.models.vision_transformer_sam import checkpoint_filter_fn
 
 from official_formats import meta_sam
 from risam.config.model import ImageEncoderConfig
+from risam.io.state_dict import CheckpointError
 from risam.modeling.image_encoder import SamImageEncoder
-from risam.modeling.state_dict import CheckpointError
 
 # 8 x 8 tokens in windows of 3: the windowed blocks pad their input.
 TINY = {

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from risam.image_io import ImageInputError, load_image
+from risam.io.images import ImageInputError, load_image
 
 
 def test_exif_rotation_gives_the_displayed_orientation(tmp_path):

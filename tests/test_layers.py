@@ -10,11 +10,10 @@ SOURCE = Path(__file__).resolve().parent.parent / "src" / "risam"
 # Lowest first. A module may import from its own unit and from units of lower layers only.
 LAYERS = [
     {"errors", "version"},
-    {"files"},
-    {"config", "download"},
-    {"data", "image_io", "metrics", "losses", "viz", "precision", "cpu_memory"},
+    {"config"},
+    {"io"},
+    {"data", "metrics", "losses", "viz", "precision", "cpu_memory"},
     {"modeling", "grounding", "overlays"},
-    {"weights"},
     {"registry"},
     {"engine", "predictor"},
     {"explain", "info", "segment_output", "pretrain", "quickstart", "ablation"},

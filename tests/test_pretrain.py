@@ -9,10 +9,10 @@ import torch
 from risam import __version__, create_model
 from risam.cli import main
 from risam.config import ConfigError
+from risam.io.weights import NOT_ARCHITECTURE, encoder_architecture, encoders_metadata, load_encoders
 from risam.pretrain.image import DenseReadout, dense_accuracy, pretrain_image_encoder
 from risam.pretrain.scenes import IGNORE, build_pretraining_set
 from risam.registry import get_config, load_shipped_encoders, shipped_encoders_path
-from risam.weights import NOT_ARCHITECTURE, encoder_architecture, encoders_metadata, load_encoders
 
 
 def test_shipped_encoders_load_and_record_how_they_were_made():

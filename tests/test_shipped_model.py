@@ -10,15 +10,15 @@ from PIL import Image
 from risam import get_config, save_weights
 from risam.cli import main
 from risam.config import ConfigError, load_config
-from risam.config.experiment import save_config
 from risam.data.refshapes import generate_refshapes
 from risam.demo.examples import load_examples, write_examples
 from risam.engine.evaluator import run_evaluation
 from risam.engine.export import export_run
+from risam.io.config_files import save_config
+from risam.io.weights import RECORD_KEYS, load_weights, weights_metadata
 from risam.modeling.build import build_model
 from risam.predictor import RISAMPredictor
 from risam.registry import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, pretrained_path
-from risam.weights import RECORD_KEYS, load_weights, weights_metadata
 
 # The val split of a small RefShapes of a seed that no shipped weights saw: 100 images (about 700
 # sentences), a sample of the kind of 1,000 val images the recorded number comes from. Over 5,000 random

@@ -16,7 +16,7 @@ from open_clip.tokenizer import SimpleTokenizer
 
 from official_formats import save_openai_jit
 from risam.config.model import TextEncoderConfig
-from risam.modeling.state_dict import CheckpointError
+from risam.io.state_dict import CheckpointError
 from risam.modeling.text_encoder import ClipTextEncoder
 
 SOT, EOT = 49406, 49407

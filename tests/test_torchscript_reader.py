@@ -19,9 +19,9 @@ from torch import Tensor, nn
 from hostile_files import write_code_running_archive
 from official_formats import save_openai_jit
 from risam.config.model import TextEncoderConfig
-from risam.modeling.state_dict import CheckpointError, torch_load_weights_only
+from risam.io.state_dict import CheckpointError, torch_load_weights_only
+from risam.io.torchscript_reader import TorchScriptCodeRefused, read_torchscript_state_dict
 from risam.modeling.text_encoder import ClipTextEncoder, convert_clip_checkpoint
-from risam.modeling.torchscript_reader import TorchScriptCodeRefused, read_torchscript_state_dict
 
 WIDTH, HEADS, LAYERS, VOCAB, CONTEXT, OUTPUT = 32, 2, 2, 64, 8, 16
 CONFIG = TextEncoderConfig(

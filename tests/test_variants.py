@@ -12,10 +12,10 @@ from risam import RISAMConfig, create_model, get_config
 from risam.ablation import VARIANTS
 from risam.config import ConfigError, HeadConfig, ImageEncoderConfig
 from risam.explain import explain
+from risam.io.state_dict import CheckpointError
 from risam.losses import risam_loss
 from risam.modeling.decoder import DecoderLayer, MaskDecoder
 from risam.modeling.mutual_attention import MutualAwareAttention
-from risam.modeling.state_dict import CheckpointError
 from risam.modeling.variants.bidirectional_fusion import BidirectionalSerialFusion
 from risam.modeling.variants.conv_fusion import ConvFusion
 from risam.modeling.variants.deep_projection import DeepProjection

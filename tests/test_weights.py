@@ -7,8 +7,8 @@ import torch
 
 from risam import create_model, get_config, load_weights, save_weights
 from risam.config import ConfigError, RISAMConfig
-from risam.modeling.state_dict import CheckpointError
-from risam.weights import ENCODERS_FORMAT, load_encoders
+from risam.io.state_dict import CheckpointError
+from risam.io.weights import ENCODERS_FORMAT, load_encoders
 
 
 def _trained_tiny(tmp_path):

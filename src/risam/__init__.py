@@ -1,11 +1,11 @@
 """risam: referring image segmentation with RISAM."""
 
 from risam.config import RISAMConfig
+from risam.io.weights import load_weights, save_weights
 from risam.modeling.risam import RISAM
 from risam.predictor import RISAMPredictor
 from risam.registry import create_model, get_config, list_models
 from risam.version import __version__
-from risam.weights import load_weights, save_weights
 
 __all__ = [
     "RISAM",

@@ -20,11 +20,12 @@ import torch
 from risam.config import DEFAULT_THRESHOLD
 from risam.data.transforms import logits_to_masks, preprocess_image
 from risam.errors import InputError
-from risam.image_io import MAX_PIXELS, ImageSource, load_image
+from risam.io.images import MAX_PIXELS, ImageSource, load_image
+from risam.io.state_dict import CheckpointError
+from risam.io.weights import read_config
 from risam.modeling.compiled import compile_or_eager
 from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.modeling.risam import RISAM
-from risam.modeling.state_dict import CheckpointError
 from risam.precision import choose_precision, warn_if_emulated
 from risam.registry import (
     DEFAULT_PRETRAINED,
@@ -34,7 +35,6 @@ from risam.registry import (
     pretrained_path,
     resolve_checkpoint,
 )
-from risam.weights import read_config
 
 MAX_EXPRESSIONS = 100  # expressions per predict call (risam segment); the demo has its own smaller bound
 EXPRESSION_CHUNK = 8  # expressions decoded together

@@ -18,7 +18,7 @@ from risam.data.refshapes import generate_refshapes
 from risam.engine.evaluator import predict_masks, run_evaluation
 from risam.engine.experiment import build_dataset
 from risam.engine.trainer import train
-from risam.files import atomic_write_json
+from risam.io.files import atomic_write_json
 from risam.registry import create_model
 from risam.viz import prediction_panel
 

@@ -16,12 +16,12 @@ from typing import Any
 import torch
 
 from risam.config import ConfigError, HeadConfig, ImageEncoderConfig, RISAMConfig, TextEncoderConfig
-from risam.download import RemoteFile, fetch, risam_home
+from risam.io.download import RemoteFile, fetch, risam_home
+from risam.io.state_dict import load_state_dict_strict
+from risam.io.weights import NOT_ARCHITECTURE, encoder_architecture, load_encoders, load_weights
 from risam.modeling.build import build_model
 from risam.modeling.risam import RISAM
-from risam.modeling.state_dict import load_state_dict_strict
 from risam.precision import choose_precision
-from risam.weights import NOT_ARCHITECTURE, encoder_architecture, load_encoders, load_weights
 
 # The official encoder files, fetched by ``risam download`` and by ``"download"`` in place of a file.
 # SAM: Meta's URLs from the segment-anything README. Meta publishes no checksum; each file name ends
@@ -55,7 +55,7 @@ CLIP_WEIGHTS = {
 }
 # What an encoder file argument may say instead of a path: fetch the official file into the cache.
 DOWNLOAD = "download"
-WEIGHTS_CACHE = "weights"  # the folder of :func:`risam.download.risam_home` that holds encoder files
+WEIGHTS_CACHE = "weights"  # the folder of :func:`risam.io.download.risam_home` that holds encoder files
 
 _MODELS: dict[str, Callable[[], RISAMConfig]] = {}
 # Encoder weights that ship inside the package (risam/pretrained/), made by a committed command.

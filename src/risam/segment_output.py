@@ -12,7 +12,7 @@
   the two file names. Texts are valid UTF-8: arguments that were not (lone surrogates) have the bad
   bytes replaced by U+FFFD.
 
-Every file is written atomically (:func:`risam.files.atomic_path`): a reader sees the old file or the
+Every file is written atomically (:func:`risam.io.files.atomic_path`): a reader sees the old file or the
 complete new one, created with the process umask.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 from PIL import Image
 
 from risam.data.masks import encode_mask
-from risam.files import atomic_path, atomic_write_text
+from risam.io.files import atomic_path, atomic_write_text
 from risam.predictor import Prediction
 from risam.viz import overlay_mask, shrink_to
 

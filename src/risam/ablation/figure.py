@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from risam.ablation.variants import TAU_VARIANTS
-from risam.files import atomic_path
+from risam.io.files import atomic_path
 
 FULL_COLOUR = "#c0392b"
 VARIANT_COLOUR = "#5d7fa3"

@@ -27,7 +27,7 @@ from risam.config.experiment import ExperimentConfig
 from risam.engine.distributed import init_distributed
 from risam.engine.evaluator import run_evaluation
 from risam.engine.trainer import train
-from risam.files import atomic_write_json, atomic_write_text
+from risam.io.files import atomic_write_json, atomic_write_text
 from risam.modeling.build import build_model
 from risam.registry import get_config
 

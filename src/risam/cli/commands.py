@@ -131,7 +131,7 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
 
 def run_segment(args: argparse.Namespace) -> int:
     from risam.errors import InputError
-    from risam.image_io import load_image
+    from risam.io.images import load_image
     from risam.predictor import MAX_EXPRESSIONS, check_expressions
     from risam.segment_output import SegmentationWriter
 
@@ -154,8 +154,8 @@ def run_segment(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     from risam.errors import InputError
     from risam.explain import explain, render_explanation
-    from risam.files import atomic_path
-    from risam.image_io import load_image
+    from risam.io.files import atomic_path
+    from risam.io.images import load_image
 
     if args.output.is_dir():
         raise InputError(f"{args.output}: is a folder; give the figure's file name, e.g. figure.png")

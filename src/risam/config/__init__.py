@@ -6,7 +6,7 @@
 - :mod:`risam.config.parse`: typed dataclasses from plain dicts, and :class:`ConfigError`.
 """
 
-from risam.config.experiment import DEFAULT_THRESHOLD, ExperimentConfig, load_config, save_config
+from risam.config.experiment import DEFAULT_THRESHOLD, ExperimentConfig, load_config
 from risam.config.model import (
     SAM_PIXEL_MEAN,
     SAM_PIXEL_STD,
@@ -28,5 +28,4 @@ __all__ = [
     "RISAMConfig",
     "TextEncoderConfig",
     "load_config",
-    "save_config",
 ]

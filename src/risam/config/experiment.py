@@ -16,7 +16,6 @@ from typing import Any, Literal
 import yaml
 
 from risam.config.parse import ConfigError, dataclass_from_dict, set_dotted
-from risam.files import atomic_write
 
 
 @dataclass
@@ -215,9 +214,3 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. optim.lr=1e-4")
         set_dotted(data, key, _parse_yaml(raw, f"--set {item}") if raw else None)
     return ExperimentConfig.from_dict(data, source=source)
-
-
-def save_config(config: ExperimentConfig, path: str | os.PathLike) -> None:
-    """Write ``config`` as YAML, atomically (:func:`risam.files.atomic_write`)."""
-    with atomic_write(path, "w") as handle:
-        yaml.safe_dump(config.to_dict(), handle, sort_keys=False)

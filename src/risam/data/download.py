@@ -12,7 +12,7 @@ Where each file comes from (the URLs that the datasets' own READMEs give):
 
 None of these publishes a checksum, so the files are not verified; the SHA-256 of every file fetched is
 reported, for the record. ``url_base`` fetches every file by its name from a mirror instead. Files
-are fetched into ``ROOT/.downloads`` (resumable, :func:`risam.download.fetch`); a zip is unpacked into a
+are fetched into ``ROOT/.downloads`` (resumable, :func:`risam.io.download.fetch`); a zip is unpacked into a
 staging folder there, moved into place and deleted (so COCO's needs about twice its 13 GiB while it is
 unpacked); a JSON file is parsed before it is moved into place. A dataset whose annotation files are all
 in place is not fetched again.
@@ -31,7 +31,7 @@ from typing import Any
 from risam.config import ConfigError
 from risam.data.catalog import COCO_IMAGES, dataset_spec
 from risam.data.readers import reader_for
-from risam.download import DownloadError, RemoteFile, fetch, sha256_of
+from risam.io.download import DownloadError, RemoteFile, fetch, sha256_of
 
 REFER_BASE = "https://bvisionweb1.cs.unc.edu/licheng/referit/data"
 GREFCOCO_BASE = "https://huggingface.co/datasets/FudanCVL/gRefCOCO/resolve/main"

@@ -33,7 +33,7 @@ from PIL import Image
 from risam.demo.examples import EXAMPLES_DIR, load_examples
 from risam.errors import InputError
 from risam.explain import explain, render_explanation
-from risam.image_io import load_image
+from risam.io.images import load_image
 from risam.predictor import EncodedImage, RISAMPredictor, check_expressions
 from risam.registry import SHIPPED_MODEL_LIMITS
 from risam.viz import overlay_mask, shrink_to

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from risam.data.readers import load_split
 from risam.data.refshapes import generate_refshapes
-from risam.files import atomic_write_json
+from risam.io.files import atomic_write_json
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 EXAMPLE_SEED = 2

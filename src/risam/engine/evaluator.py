@@ -19,13 +19,13 @@ from risam.data.sampler import GroupedBatchSampler
 from risam.data.transforms import logits_to_masks
 from risam.engine.distributed import init_distributed
 from risam.engine.experiment import build_dataset, place_model
-from risam.files import atomic_write_json, atomic_write_text
 from risam.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
+from risam.io.files import atomic_write_json, atomic_write_text
+from risam.io.weights import read_config
 from risam.metrics import MetricAccumulator, results_table
 from risam.modeling.compiled import compile_or_eager
 from risam.modeling.risam import RISAM
 from risam.registry import create_model, resolve_checkpoint
-from risam.weights import read_config
 
 
 def predict_masks(batch_logits: torch.Tensor, batch: ReferBatch, img_size: int, threshold: float) -> list[torch.Tensor]:
@@ -141,6 +141,6 @@ def run_evaluation(
 
 def write_results(results: dict[str, Any], path: Path) -> None:
     """``results`` as JSON at ``path`` and as a markdown table at ``path`` with suffix ``.md``, each written
-    atomically (:mod:`risam.files`)."""
+    atomically (:mod:`risam.io.files`)."""
     atomic_write_json(path, results)
     atomic_write_text(path.with_suffix(".md"), results_table(results) + "\n")

@@ -1,6 +1,6 @@
 """``risam export``: a finished run's weights as one file that says how it was made.
 
-The file is an ordinary RISAM weights file (:mod:`risam.weights`) whose metadata also records
+The file is an ordinary RISAM weights file (:mod:`risam.io.weights`) whose metadata also records
 the run's experiment (its ``config.yaml``), the command that made it, its seed, its cost and the
 results of every ``results_<split>.json`` in the run folder (written by
 ``risam evaluate --output RUN/results_<split>.json``), keyed by split. The shipped
@@ -16,7 +16,7 @@ from typing import Any
 
 from risam.config.experiment import load_config
 from risam.errors import InputError
-from risam.weights import load_weights, save_weights
+from risam.io.weights import load_weights, save_weights
 
 # What a results file keeps in the record: the metrics, not where they were computed.
 RESULT_KEYS = (

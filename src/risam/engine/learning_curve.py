@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from risam.files import atomic_path
+from risam.io.files import atomic_path
 
 FIGURE_SIZE = (11.0, 6.5)  # inches: 1100 x 650 pixels at DPI
 DPI = 100
@@ -163,7 +163,7 @@ def write_learning_curve(
     output_dir: Path, final: dict[str, Any] | None = None, title: str | None = None
 ) -> Path | None:
     """Draw the curve of ``output_dir/eval.csv`` with ``final`` (see :func:`draw_learning_curve`) into
-    ``output_dir/learning_curve.png``, atomically (:func:`~risam.files.atomic_path`); returns its path, or None,
+    ``output_dir/learning_curve.png``, atomically (:func:`~risam.io.files.atomic_path`); returns its path, or None,
     writing nothing, when the run has no evaluation yet. ``title`` defaults to one naming the folder.
     """
     output_dir = Path(output_dir)

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 
-from risam.files import atomic_write
+from risam.io.files import atomic_write
 
 
 def _keep_rows(path: Path, keep: Callable[[dict[str, str]], bool]) -> None:

@@ -27,19 +27,20 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from risam.config import ConfigError
-from risam.config.experiment import ExperimentConfig, OptimSection, save_config
+from risam.config.experiment import ExperimentConfig, OptimSection
 from risam.data.dataset import ReferBatch, identity_collate
 from risam.data.sampler import GroupedBatchSampler
-from risam.engine.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from risam.engine.distributed import DistributedContext, all_reduce_sum, barrier, init_distributed
 from risam.engine.evaluator import evaluate_model
 from risam.engine.experiment import build_dataset, build_experiment_model, place_model
 from risam.engine.feature_cache import CachedBatch, FeatureCache
 from risam.engine.learning_curve import write_learning_curve
 from risam.engine.logger import TrainingLogger
-from risam.files import remove_stale_temporaries
+from risam.io.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
+from risam.io.config_files import save_config
+from risam.io.files import remove_stale_temporaries
+from risam.io.weights import save_weights
 from risam.losses import risam_loss
-from risam.weights import save_weights
 
 
 class TrainingError(RuntimeError):

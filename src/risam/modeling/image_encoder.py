@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 
-from timm.models.vision_transformer_sam import VisionTransformerSAM
+from timm.models.vision_transformer_sam import VisionTransformerSAM, checkpoint_filter_fn
 from torch import Tensor, nn
 
 from risam.config.model import ImageEncoderConfig
+from risam.io.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
 from risam.modeling.sam_block import SamBlock
-from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
 
 _SAM_PREFIX = "image_encoder."
 _BLOCK_KEY = re.compile(r"blocks\.(\d+)\.")
@@ -130,9 +130,15 @@ class SamImageEncoder(nn.Module):
         load_state_dict_strict(self.vit, self._to_timm_keys(state_dict), source=str(path))
 
     def _to_timm_keys(self, state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Rename Meta's keys to timm's and drop the neck and the blocks this model does not build."""
+        """Rename Meta's keys to timm's and drop the neck and the blocks this model does not build.
+
+        A full SAM file goes through timm's ``checkpoint_filter_fn`` (its image encoder's keys, renamed);
+        an image-encoder state dict in Meta's names, which that function leaves as it is, gets the same
+        renaming here.
+        """
         if any(key.startswith(_SAM_PREFIX) for key in state_dict):
-            state_dict = {k.removeprefix(_SAM_PREFIX): v for k, v in state_dict.items() if k.startswith(_SAM_PREFIX)}
+            encoder_keys = {k: v for k, v in state_dict.items() if k.startswith(_SAM_PREFIX)}
+            state_dict = checkpoint_filter_fn(encoder_keys, self.vit)
         built = len(self.vit.blocks)
         mapped = {}
         for key, value in state_dict.items():

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from risam.config import RISAMConfig
+from risam.io.state_dict import check_state_dict
 from risam.modeling.mutual_attention import MutualAttentionOutput
-from risam.modeling.state_dict import check_state_dict
 from risam.precision import precision_name
 
 

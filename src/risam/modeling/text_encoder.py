@@ -7,7 +7,7 @@ causal mask, which does not fit the shorter RIS sequences, and pools).
 Weights come from OpenAI's CLIP files (``ViT-B-16.pt``: TorchScript archives of the whole
 model) or open_clip checkpoints (``.safetensors``, ``.bin``, ``.pt`` state dicts). Both use
 OpenAI's key names; only the text tower's keys are kept. No code in these files runs: the
-TorchScript archives are read by :mod:`risam.modeling.torchscript_reader`, not torch.jit, and
+TorchScript archives are read by :mod:`risam.io.torchscript_reader`, not torch.jit, and
 one that needs its code to be read is refused; :func:`convert_clip_checkpoint` with
 ``run_torchscript=True`` is the explicit, one-time way to turn such a file into safetensors.
 """
@@ -27,14 +27,14 @@ from open_clip.transformer import QuickGELU, TextTransformer
 from torch import Tensor, nn
 
 from risam.config.model import TextEncoderConfig
-from risam.files import atomic_save_safetensors, readable_file
-from risam.modeling.state_dict import (
+from risam.io.files import atomic_save_safetensors, readable_file
+from risam.io.state_dict import (
     CheckpointError,
     is_torchscript_archive,
     load_state_dict_strict,
     torch_load_weights_only,
 )
-from risam.modeling.torchscript_reader import TorchScriptCodeRefused, read_torchscript_state_dict
+from risam.io.torchscript_reader import TorchScriptCodeRefused, read_torchscript_state_dict
 
 PAD_ID = 0
 _TEXT_TOWER_KEYS = ("positional_embedding", "text_projection")
@@ -132,7 +132,7 @@ class ClipTextEncoder(nn.Module):
         open_clip checkpoints (``.safetensors``; ``.bin``/``.pt``/``.pth`` state dicts,
         possibly under ``"state_dict"`` with a ``module.`` prefix, as open_clip's training
         saves them). TorchScript archives are read by
-        :func:`~risam.modeling.torchscript_reader.read_torchscript_state_dict`, never
+        :func:`~risam.io.torchscript_reader.read_torchscript_state_dict`, never
         torch.jit; one that needs its own code to be read is refused with a CheckpointError
         naming ``risam convert-clip ... --run-torchscript``, the explicit opt-in. Pickles are
         read with ``weights_only=True``. The vision tower and the other non-text keys are

@@ -21,7 +21,8 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from risam.files import atomic_save_safetensors, atomic_write_json
+from risam.io.files import atomic_save_safetensors, atomic_write_json
+from risam.io.weights import ENCODERS_FORMAT, encoder_architecture
 from risam.modeling.risam import RISAM
 from risam.pretrain.defaults import DEFAULT_IMAGE_STEPS, DEFAULT_IMAGES, DEFAULT_SEED, DEFAULT_TEXT_STEPS
 from risam.pretrain.image import pretrain_image_encoder
@@ -29,7 +30,6 @@ from risam.pretrain.scenes import build_pretraining_set
 from risam.pretrain.text import object_features, pretrain_text_encoder
 from risam.registry import create_model, get_config
 from risam.version import __version__
-from risam.weights import ENCODERS_FORMAT, encoder_architecture
 
 ENCODERS_FILE = "risam_tiny_encoders.safetensors"
 HELD_OUT_SHARE = 0.05

@@ -33,8 +33,8 @@ from torch import Tensor, nn
 
 from risam.config import ConfigError
 from risam.config.model import ImageEncoderConfig
+from risam.io.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
 from risam.modeling.image_encoder import check_images
-from risam.modeling.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
 
 
 def resample_to_grid(features: Tensor, size: int) -> Tensor:

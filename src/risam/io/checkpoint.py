@@ -4,7 +4,7 @@ A training checkpoint is a torch file of plain containers and tensors (readable 
 ``weights_only=True``): the experiment config, the trainable weights, the optimizer state,
 the data position (epoch, step within it), the RNG states and the best score so far.
 The weights alone, for ``risam evaluate`` and the predictor, go to safetensors files
-(:func:`risam.weights.save_weights`). Both are written with :func:`risam.files.atomic_path`.
+(:func:`risam.io.weights.save_weights`). Both are written with :func:`risam.io.files.atomic_path`.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from risam.files import atomic_path
-from risam.modeling.state_dict import CheckpointError, torch_load_weights_only
+from risam.io.files import atomic_path
+from risam.io.state_dict import CheckpointError, torch_load_weights_only
 
 TRAINING_FORMAT = "risam.training/1"
 
 
 def save_training_state(state: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save`` ``state`` to ``path`` through :func:`risam.files.atomic_path`: never a half-written file,
+    """``torch.save`` ``state`` to ``path`` through :func:`risam.io.files.atomic_path`: never a half-written file,
     permissions from the umask."""
     with atomic_path(path) as temporary:
         torch.save({"format": TRAINING_FORMAT, **state}, temporary)

@@ -30,7 +30,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
-from risam.modeling.state_dict import CheckpointError
+from risam.io.state_dict import CheckpointError
 
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32,

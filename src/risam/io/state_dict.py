@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from risam.errors import InputError
-from risam.files import readable_file
+from risam.io.files import readable_file
 
 
 class CheckpointError(InputError):

@@ -21,8 +21,8 @@ import safetensors.torch
 import torch
 
 from risam.config import ConfigError, RISAMConfig
-from risam.files import atomic_save_safetensors, readable_file
-from risam.modeling.state_dict import CheckpointError
+from risam.io.files import atomic_save_safetensors, readable_file
+from risam.io.state_dict import CheckpointError
 from risam.version import __version__
 
 WEIGHTS_FORMAT = "risam.weights/1"

@@ -40,7 +40,7 @@ except ImportError:  # Windows
     fcntl = None
 
 from risam.errors import InputError
-from risam.files import fsync_path
+from risam.io.files import fsync_path
 from risam.version import __version__
 
 HOME_VARIABLE = "RISAM_HOME"
