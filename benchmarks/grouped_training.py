@@ -23,7 +23,7 @@ from risam.data.dataset import ReferDataset, identity_collate
 from risam.data.readers import load_split
 from risam.data.refshapes import generate_refshapes
 from risam.data.sampler import GroupedBatchSampler
-from risam.losses import risam_loss
+from risam.evaluation.losses import risam_loss
 
 
 def run_epoch(model, dataset: ReferDataset, sampler: GroupedBatchSampler) -> dict[str, float]:

@@ -3,7 +3,7 @@
 The steps of ``risam segment`` after the model is built, as it runs them: encode the image once
 (``set_image``), then per chunk of expressions predict (text encoder, MA blocks and decoder, logits
 upsampled to the photo's size and thresholded in bands) and write (mask PNG, overlay JPEG, COCO RLE;
-:class:`risam.segment_output.SegmentationWriter`). For each count of expressions: seconds per step,
+:class:`risam.drawing.segment_output.SegmentationWriter`). For each count of expressions: seconds per step,
 the total and its ratio to the total for 1 expression. Then one chunk's prediction split into the
 model and ``logits_to_masks``, with the model's FLOPs per expression, and one prediction's written
 files stage by stage. Prints one JSON object. The model's weights are random (timing does not depend on them).
@@ -30,10 +30,10 @@ from benchmarks.segment_many import write_photo
 from risam import create_model
 from risam.data.masks import encode_mask
 from risam.data.transforms import logits_to_masks
+from risam.drawing.segment_output import SegmentationWriter, save_overlay, save_png
+from risam.drawing.viz import overlay_mask
 from risam.io.images import load_image
 from risam.predictor import RISAMPredictor
-from risam.segment_output import SegmentationWriter, save_overlay, save_png
-from risam.viz import overlay_mask
 
 T = TypeVar("T")
 

@@ -25,7 +25,7 @@ from risam.data.dataset import identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.evaluator import predict_masks
 from risam.engine.experiment import build_dataset
-from risam.metrics import MetricAccumulator
+from risam.evaluation.metrics import MetricAccumulator
 from risam.precision import native_bf16
 from risam.registry import create_model, resolve_checkpoint
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from risam import create_model
 from risam.config.experiment import load_config
-from risam.losses import risam_loss
+from risam.evaluation.losses import risam_loss
 
 
 def time_steps(fused: bool, steps: int, warmup: int, batch: dict[str, torch.Tensor]) -> tuple[float, float]:

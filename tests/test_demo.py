@@ -14,11 +14,11 @@ from risam import create_model, get_config, save_weights
 from risam.demo import DemoBackend, build_demo
 from risam.demo.app import DISPLAY_SIDE, MAX_EXPRESSIONS, MAX_TEXT_CHARS
 from risam.demo.examples import load_examples
+from risam.drawing.viz import overlay_mask, shrink_to
 from risam.explain import explain, render_explanation
 from risam.io.images import load_image
 from risam.predictor import RISAMPredictor
 from risam.registry import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, pretrained_path
-from risam.viz import overlay_mask, shrink_to
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -25,8 +25,8 @@ from risam.data.readers import load_split
 from risam.data.records import Expression, ReferSplit
 from risam.data.refshapes import SENTENCE_TYPES, generate_refshapes, refshapes_scenes, sentence_free_baseline
 from risam.engine.evaluator import evaluate_model
-from risam.grounding import ByType, GroundingGap, cached_sentence_free_baseline, decoy_objects
-from risam.metrics import MetricAccumulator, results_table
+from risam.evaluation.grounding import ByType, GroundingGap, cached_sentence_free_baseline, decoy_objects
+from risam.evaluation.metrics import MetricAccumulator, results_table
 
 NUM_IMAGES = 20
 SEED = 3

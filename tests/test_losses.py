@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from risam.losses import dice_loss, focal_loss, risam_loss
+from risam.evaluation.losses import dice_loss, focal_loss, risam_loss
 
 # Two pixels of one sample: p = sigmoid(logit) = 0.5 (foreground) and 0.75 (background).
 LOGITS = torch.tensor([[[0.0, math.log(3.0)]]])

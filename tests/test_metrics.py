@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from risam.metrics import MetricAccumulator, results_table
+from risam.evaluation.metrics import MetricAccumulator, results_table
 
 
 def _mask(shape, *boxes):

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from risam import create_model
-from risam.losses import risam_loss
+from risam.evaluation.losses import risam_loss
 
 COLOURS = {"red": (1.0, -1.0, -1.0), "green": (-1.0, 1.0, -1.0), "blue": (-1.0, -1.0, 1.0)}
 

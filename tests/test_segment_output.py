@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from risam.data.masks import decode_segmentation
+from risam.drawing.segment_output import OVERLAY_MAX_SIDE, valid_utf8, write_segmentation
+from risam.drawing.viz import overlay_mask, shrink_to
 from risam.predictor import Prediction, mask_bbox
-from risam.segment_output import OVERLAY_MAX_SIDE, valid_utf8, write_segmentation
-from risam.viz import overlay_mask, shrink_to
 
 
 def _prediction(text: str, mask: np.ndarray, score: float = 0.75) -> Prediction:

@@ -11,9 +11,9 @@ from segment_anything.modeling.transformer import TwoWayTransformer as MetaTwoWa
 from risam import RISAMConfig, create_model, get_config
 from risam.ablation import VARIANTS
 from risam.config import ConfigError, HeadConfig, ImageEncoderConfig
+from risam.evaluation.losses import risam_loss
 from risam.explain import explain
 from risam.io.state_dict import CheckpointError
-from risam.losses import risam_loss
 from risam.modeling.decoder import DecoderLayer, MaskDecoder
 from risam.modeling.mutual_attention import MutualAwareAttention
 from risam.modeling.variants.bidirectional_fusion import BidirectionalSerialFusion

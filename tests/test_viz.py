@@ -9,9 +9,8 @@ from risam import create_model, get_config, save_weights
 from risam.config.experiment import load_config
 from risam.data.records import Expression, ImageRecord, ReferSplit
 from risam.data.refshapes import generate_refshapes
-from risam.overlays import mask_iou, sheet_rows
-from risam.quickstart import _draw_overlays
-from risam.viz import (
+from risam.drawing.overlays import mask_iou, sheet_rows
+from risam.drawing.viz import (
     MIN_PANEL_WIDTH,
     PREDICTION_COLOR,
     TARGET_COLOR,
@@ -28,6 +27,7 @@ from risam.viz import (
     sheet_picture,
     wrap_text,
 )
+from risam.quickstart import _draw_overlays
 
 
 def _scene(height: int, width: int, seed: int) -> tuple[Image.Image, np.ndarray, np.ndarray]:

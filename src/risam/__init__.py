@@ -2,7 +2,7 @@
 
 from risam.config import RISAMConfig
 from risam.io.weights import load_weights, save_weights
-from risam.modeling.risam import RISAM
+from risam.modeling.model import RISAM
 from risam.predictor import RISAMPredictor
 from risam.registry import create_model, get_config, list_models
 from risam.version import __version__

@@ -109,7 +109,7 @@ def _heat(values: np.ndarray) -> np.ndarray:
 def render_explanation(image: Image.Image, explanation: Explanation, columns: int = 4) -> Image.Image:
     """One figure: the prediction, each word's attention map over the image (labelled panels at
     the display size of :func:`display_size`), and the word weights at the chosen pixel as bars."""
-    from risam.viz import CAPTION_SIZE, LABEL_SIZE, TEXT_COLOR, load_font, overlay_mask
+    from risam.drawing.viz import CAPTION_SIZE, LABEL_SIZE, TEXT_COLOR, load_font, overlay_mask
 
     height, width = explanation.word_maps.shape[1:]
     small = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)

@@ -24,8 +24,8 @@ from risam.io.images import MAX_PIXELS, ImageSource, load_image
 from risam.io.state_dict import CheckpointError
 from risam.io.weights import read_config
 from risam.modeling.compiled import compile_or_eager
+from risam.modeling.model import RISAM
 from risam.modeling.mutual_attention import MutualAttentionOutput
-from risam.modeling.risam import RISAM
 from risam.precision import choose_precision, warn_if_emulated
 from risam.registry import (
     DEFAULT_PRETRAINED,

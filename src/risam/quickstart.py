@@ -15,12 +15,12 @@ import torch
 from risam.config.experiment import ExperimentConfig, load_config
 from risam.data.dataset import read_image
 from risam.data.refshapes import generate_refshapes
+from risam.drawing.viz import prediction_panel
 from risam.engine.evaluator import predict_masks, run_evaluation
 from risam.engine.experiment import build_dataset
 from risam.engine.trainer import train
 from risam.io.files import atomic_write_json
 from risam.registry import create_model
-from risam.viz import prediction_panel
 
 
 def quickstart(out: str | os.PathLike, num_images: int = 1000, seed: int = 0, overlays: int = 8) -> dict[str, Any]:
@@ -48,9 +48,9 @@ def _draw_overlays(config: ExperimentConfig, checkpoint: Path, folder: Path, cou
 
     Writes the first ``count`` sentences as labelled panels (``{row:02d}_sent{sent_id}.png``:
     prediction and ground truth side by side, the sentence below) and ``sheet.png``: a contact
-    sheet of 4 images with 4 sentences each (see :mod:`risam.overlays`).
+    sheet of 4 images with 4 sentences each (see :mod:`risam.drawing.overlays`).
     """
-    from risam.overlays import draw_sheet, mask_iou, sheet_rows
+    from risam.drawing.overlays import draw_sheet, mask_iou, sheet_rows
 
     model = create_model(checkpoint=checkpoint).eval()
     dataset = build_dataset(config, model, config.data.val_split, for_eval=True)

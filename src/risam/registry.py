@@ -20,7 +20,7 @@ from risam.io.download import RemoteFile, fetch, risam_home
 from risam.io.state_dict import load_state_dict_strict
 from risam.io.weights import NOT_ARCHITECTURE, encoder_architecture, load_encoders, load_weights
 from risam.modeling.build import build_model
-from risam.modeling.risam import RISAM
+from risam.modeling.model import RISAM
 from risam.precision import choose_precision
 
 # The official encoder files, fetched by ``risam download`` and by ``"download"`` in place of a file.

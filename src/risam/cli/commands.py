@@ -78,7 +78,7 @@ def run_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from risam.config.experiment import load_config
     from risam.engine.evaluator import run_evaluation
-    from risam.metrics import results_table
+    from risam.evaluation.metrics import results_table
 
     compile_override = ["eval.compile=true"] if args.compile else []
     config = load_config(args.config, args.set + _precision_override(args) + compile_override)
@@ -130,10 +130,10 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
 
 
 def run_segment(args: argparse.Namespace) -> int:
+    from risam.drawing.segment_output import SegmentationWriter
     from risam.errors import InputError
     from risam.io.images import load_image
     from risam.predictor import MAX_EXPRESSIONS, check_expressions
-    from risam.segment_output import SegmentationWriter
 
     expressions = [argument_text(text) for text in args.expressions]
     check_expressions(expressions, MAX_EXPRESSIONS)

@@ -31,12 +31,12 @@ import gradio as gr
 from PIL import Image
 
 from risam.demo.examples import EXAMPLES_DIR, load_examples
+from risam.drawing.viz import overlay_mask, shrink_to
 from risam.errors import InputError
 from risam.explain import explain, render_explanation
 from risam.io.images import load_image
 from risam.predictor import EncodedImage, RISAMPredictor, check_expressions
 from risam.registry import SHIPPED_MODEL_LIMITS
-from risam.viz import overlay_mask, shrink_to
 
 MAX_UPLOAD_BYTES = 20_000_000
 DISPLAY_SIDE = 2048  # uploads are shown and segmented with their long side at most this

@@ -1,6 +1,6 @@
 """Evaluation: logits to the original resolution, sigmoid, threshold, metrics summed over ranks.
 
-RefShapes evaluations also report the proof-of-reading metrics of :mod:`risam.grounding`.
+RefShapes evaluations also report the proof-of-reading metrics of :mod:`risam.evaluation.grounding`.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from risam.data.sampler import GroupedBatchSampler
 from risam.data.transforms import logits_to_masks
 from risam.engine.distributed import init_distributed
 from risam.engine.experiment import build_dataset, place_model
-from risam.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
+from risam.evaluation.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
+from risam.evaluation.metrics import MetricAccumulator, results_table
 from risam.io.files import atomic_write_json, atomic_write_text
 from risam.io.weights import read_config
-from risam.metrics import MetricAccumulator, results_table
 from risam.modeling.compiled import compile_or_eager
-from risam.modeling.risam import RISAM
+from risam.modeling.model import RISAM
 from risam.registry import create_model, resolve_checkpoint
 
 
@@ -59,7 +59,7 @@ def evaluate_model(
 
     Each rank evaluates a disjoint shard of the images; intersections and unions are summed
     across ranks before dividing. On RefShapes (``refshapes``, ``grefshapes``) the results also
-    hold ``grounding_gap`` and ``by_type`` (:mod:`risam.grounding`), and, when ``data_root`` (the
+    hold ``grounding_gap`` and ``by_type`` (:mod:`risam.evaluation.grounding`), and, when ``data_root`` (the
     root the dataset was read from) is given, ``sentence_free_baseline``, computed once per split.
     """
     if not dataset.keep_original_masks:

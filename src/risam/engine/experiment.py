@@ -8,7 +8,7 @@ from risam.config import ConfigError
 from risam.config.experiment import ExperimentConfig
 from risam.data.dataset import ReferDataset
 from risam.data.readers import load_split
-from risam.modeling.risam import RISAM
+from risam.modeling.model import RISAM
 from risam.precision import choose_precision, warn_if_emulated
 from risam.registry import create_model
 

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from risam.data.dataset import ReferDataset
 from risam.data.transforms import preprocess_mask
-from risam.modeling.risam import RISAM
+from risam.modeling.model import RISAM
 
 
 @dataclass

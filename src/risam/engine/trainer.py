@@ -36,11 +36,11 @@ from risam.engine.experiment import build_dataset, build_experiment_model, place
 from risam.engine.feature_cache import CachedBatch, FeatureCache
 from risam.engine.learning_curve import write_learning_curve
 from risam.engine.logger import TrainingLogger
+from risam.evaluation.losses import risam_loss
 from risam.io.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from risam.io.config_files import save_config
 from risam.io.files import remove_stale_temporaries
 from risam.io.weights import save_weights
-from risam.losses import risam_loss
 
 
 class TrainingError(RuntimeError):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import torch
 
 from risam.config import RISAMConfig
-from risam.modeling.risam import RISAM
+from risam.modeling.model import RISAM
 from risam.modeling.slots import DECODER, ENHANCEMENT, FUSION, IMAGE_ENCODER
 from risam.modeling.text_encoder import ClipTextEncoder
 

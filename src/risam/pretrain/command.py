@@ -23,7 +23,7 @@ import torch
 
 from risam.io.files import atomic_save_safetensors, atomic_write_json
 from risam.io.weights import ENCODERS_FORMAT, encoder_architecture
-from risam.modeling.risam import RISAM
+from risam.modeling.model import RISAM
 from risam.pretrain.defaults import DEFAULT_IMAGE_STEPS, DEFAULT_IMAGES, DEFAULT_SEED, DEFAULT_TEXT_STEPS
 from risam.pretrain.image import pretrain_image_encoder
 from risam.pretrain.scenes import build_pretraining_set

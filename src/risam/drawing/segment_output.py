@@ -27,9 +27,9 @@ from typing import Any
 from PIL import Image
 
 from risam.data.masks import encode_mask
+from risam.drawing.viz import overlay_mask, shrink_to
 from risam.io.files import atomic_path, atomic_write_text
 from risam.predictor import Prediction
-from risam.viz import overlay_mask, shrink_to
 
 OVERLAY_MAX_SIDE = 2048
 OVERLAY_QUALITY = 90

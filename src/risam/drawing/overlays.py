@@ -14,14 +14,14 @@ import numpy as np
 
 from risam.data.dataset import read_image
 from risam.data.records import ReferSplit
-from risam.viz import Board, SheetCell, SheetRow, contact_sheet
+from risam.drawing.viz import Board, SheetCell, SheetRow, contact_sheet
 
 SHEET_IMAGES = 4
 SHEET_SENTENCES = 4
 
 
 def mask_iou(prediction: np.ndarray, target: np.ndarray) -> float:
-    """Intersection over union of two H x W bool masks; 1 when both are empty (as :mod:`risam.metrics`)."""
+    """Intersection over union of two H x W bool masks; 1 when both are empty (as :mod:`risam.evaluation.metrics`)."""
     union = int((prediction | target).sum())
     return int((prediction & target).sum()) / union if union else 1.0
 

@@ -14,7 +14,7 @@ Every sentence is one sample, compared at the original image resolution.
 A sample whose target and prediction are both empty has IoU 1. All statistics are sums, so
 distributed evaluation sums them across ranks (:func:`all_reduce_sums`) before dividing.
 
-RefShapes evaluations also report whether the model reads (:mod:`risam.grounding`):
+RefShapes evaluations also report whether the model reads (:mod:`risam.evaluation.grounding`):
 ``sentence_free_baseline``, ``grounding_gap`` and ``by_type``; :func:`results_table` shows them.
 """
 

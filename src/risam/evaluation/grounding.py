@@ -1,7 +1,7 @@
 """Proof of reading: metrics that a model which ignores the sentences cannot score well on.
 
 Every RefShapes evaluation (datasets ``refshapes`` and ``grefshapes``) reports, next to the
-metrics of :mod:`risam.metrics`:
+metrics of :mod:`risam.evaluation.metrics`:
 
 - ``sentence_free_baseline``: the best overall IoU of an answer that ignores the sentence,
   chosen with the ground truth (:func:`risam.data.refshapes.sentence_free_baseline`, cached
@@ -17,11 +17,11 @@ metrics of :mod:`risam.metrics`:
   :func:`decoy_objects`); the gap is None when no sentence qualifies;
 - ``by_type`` (:class:`ByType`): the overall IoU and the number of sentences of each sentence
   type (``Expression.sentence_type``); a type whose union is empty (``no_target`` predicted
-  empty every time) scores 1, as in :mod:`risam.metrics`.
+  empty every time) scores 1, as in :mod:`risam.evaluation.metrics`.
 
 The accumulators are fed one H x W bool prediction at a time at the original resolution, keep
 sums only, and sum them over ranks (:meth:`all_reduce`) like
-:class:`~risam.metrics.MetricAccumulator`, so each rank may evaluate any shard of the split.
+:class:`~risam.evaluation.metrics.MetricAccumulator`, so each rank may evaluate any shard of the split.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import torch
 from risam.data.readers import segmentation_file
 from risam.data.records import Expression, ReferSplit
 from risam.data.refshapes import sentence_free_baseline
-from risam.metrics import all_reduce_sums
+from risam.evaluation.metrics import all_reduce_sums
 
 REFSHAPES_DATASETS = ("refshapes", "grefshapes")
 
@@ -80,7 +80,7 @@ def _overlap(prediction: torch.Tensor, target: np.ndarray, where: str) -> tuple[
 
 
 def _ratio(intersection: float, union: float) -> float:
-    """Overall IoU from summed counts; 1 when the union is empty (as in :mod:`risam.metrics`)."""
+    """Overall IoU from summed counts; 1 when the union is empty (as in :mod:`risam.evaluation.metrics`)."""
     return intersection / union if union else 1.0
 
 

@@ -1,0 +1,1 @@
+"""Referring-segmentation data: the dataset readers, RefShapes, masks, transforms, the dataset and sampler."""
