@@ -48,7 +48,7 @@ from risam.modeling.build import default_dtype
 from risam.modeling.compiled import compile_or_eager
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.precision import PRECISION_DTYPES, native_bf16
-from risam.registry import get_config
+from risam.registry.names import get_config
 
 MODES = ("segment_anything_fp32", "fp32", "fp32_compiled", "bf16", "bf16_compiled")
 

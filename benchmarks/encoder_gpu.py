@@ -53,7 +53,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.sam_reference import ImageEncoderViT, meta_encoder, randomize_positions, tap_hooks
 from risam.config.model import ImageEncoderConfig
 from risam.modeling.image_encoder import SamImageEncoder
-from risam.registry import get_config
+from risam.registry.names import get_config
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from benchmarks.sam_reference import randomize_positions
 from risam.cpu_memory import reuse_freed_memory
 from risam.modeling.image_encoder import SamImageEncoder
 from risam.precision import PRECISION_DTYPES
-from risam.registry import get_config
+from risam.registry.names import get_config
 
 # Labelled modules of a block, by attribute path, and the part they are counted as.
 BLOCK_PARTS = {

@@ -27,7 +27,8 @@ from risam.engine.evaluator import predict_masks
 from risam.engine.experiment import build_dataset
 from risam.evaluation.metrics import MetricAccumulator
 from risam.precision import native_bf16
-from risam.registry import create_model, resolve_checkpoint
+from risam.registry.create import create_model
+from risam.registry.files import resolve_checkpoint
 
 PRECISIONS = ("fp32", "bf16")
 

@@ -23,7 +23,8 @@ from risam.data.dataset import identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.evaluator import predict_masks
 from risam.engine.experiment import build_dataset
-from risam.registry import DEFAULT_PRETRAINED, create_model, resolve_checkpoint
+from risam.registry.create import create_model
+from risam.registry.files import DEFAULT_PRETRAINED, resolve_checkpoint
 
 
 def intersections_and_unions(checkpoint: str, data: str) -> tuple[np.ndarray, np.ndarray]:

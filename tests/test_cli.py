@@ -183,3 +183,21 @@ def test_a_warning_of_the_command_is_one_line(tmp_path):
     assert len(warning_lines) == 1, result.stderr
     assert warning_lines[0].startswith("risam segment: warning: ") and "truncated" in warning_lines[0]
     assert "UserWarning" not in result.stderr and "warnings.warn" not in result.stderr
+
+
+def test_help_imports_neither_torch_nor_the_encoders():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from risam.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as exit:\n"
+        "    assert exit.code == 0\n"
+        "print(sorted(name for name in ('torch', 'timm', 'open_clip') if name in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "risam train" in result.stdout and "risam download" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"

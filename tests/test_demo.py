@@ -18,7 +18,7 @@ from risam.drawing.viz import overlay_mask, shrink_to
 from risam.explain import explain, render_explanation
 from risam.io.images import load_image
 from risam.predictor import RISAMPredictor
-from risam.registry import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, pretrained_path
+from risam.registry.files import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, pretrained_path
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

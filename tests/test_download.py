@@ -26,7 +26,7 @@ from risam.cli import main
 from risam.config import ConfigError
 from risam.data.refshapes import generate_refshapes
 from risam.io.download import DownloadError, RemoteFile, fetch
-from risam.registry import CLIP_WEIGHTS, SAM_WEIGHTS
+from risam.registry.files import CLIP_WEIGHTS, SAM_WEIGHTS
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 

@@ -12,7 +12,9 @@ from risam.config import ConfigError
 from risam.io.weights import NOT_ARCHITECTURE, encoder_architecture, encoders_metadata, load_encoders
 from risam.pretrain.image import DenseReadout, dense_accuracy, pretrain_image_encoder
 from risam.pretrain.scenes import IGNORE, build_pretraining_set
-from risam.registry import get_config, load_shipped_encoders, shipped_encoders_path
+from risam.registry.create import load_shipped_encoders
+from risam.registry.files import shipped_encoders_path
+from risam.registry.names import get_config
 
 
 def test_shipped_encoders_load_and_record_how_they_were_made():

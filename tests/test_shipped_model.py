@@ -18,7 +18,7 @@ from risam.io.config_files import save_config
 from risam.io.weights import RECORD_KEYS, load_weights, weights_metadata
 from risam.modeling.build import build_model
 from risam.predictor import RISAMPredictor
-from risam.registry import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, pretrained_path
+from risam.registry.files import DEFAULT_PRETRAINED, SHIPPED_MODEL_LIMITS, pretrained_path
 
 # The val split of a small RefShapes of a seed that no shipped weights saw: 100 images (about 700
 # sentences), a sample of the kind of 1,000 val images the recorded number comes from. Over 5,000 random

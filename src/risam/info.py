@@ -11,7 +11,7 @@ from torch import nn
 from risam.modeling.build import build_model
 from risam.modeling.slots import DECODER, ENHANCEMENT, FUSION, IMAGE_ENCODER
 from risam.precision import choose_precision
-from risam.registry import get_config
+from risam.registry.names import get_config
 
 
 def _count(module: nn.Module) -> dict[str, int]:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
+from risam.config.experiment import PRECISIONS
 from risam.config.parse import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16")
 PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # Set to "fp32" or "bf16", this environment variable is what "auto" resolves to on every device (the
 # test suite's --auto-precision sets it, so the whole suite runs either way on any CPU).

@@ -27,10 +27,10 @@ from risam.modeling.compiled import compile_or_eager
 from risam.modeling.model import RISAM
 from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.precision import choose_precision, warn_if_emulated
-from risam.registry import (
+from risam.registry.create import create_model
+from risam.registry.files import (
     DEFAULT_PRETRAINED,
     SHIPPED_ENCODERS,
-    create_model,
     missing_encoder_files,
     pretrained_path,
     resolve_checkpoint,
@@ -177,7 +177,7 @@ class RISAMPredictor:
         precision: str = "auto",
         compile: bool = False,
     ) -> RISAMPredictor:
-        """A predictor for a trained model that ships in the package (:data:`risam.registry.SHIPPED_MODELS`);
+        """A predictor for a trained model that ships in the package (:data:`risam.registry.files.SHIPPED_MODELS`);
         it needs no file. ``risam_tiny_refshapes`` knows only RefShapes' world (see its metadata)."""
         return cls.from_checkpoint(
             pretrained_path(name), device=device, threshold=threshold, precision=precision, compile=compile

@@ -20,7 +20,7 @@ from risam.engine.evaluator import predict_masks, run_evaluation
 from risam.engine.experiment import build_dataset
 from risam.engine.trainer import train
 from risam.io.files import atomic_write_json
-from risam.registry import create_model
+from risam.registry.create import create_model
 
 
 def quickstart(out: str | os.PathLike, num_images: int = 1000, seed: int = 0, overlays: int = 8) -> dict[str, Any]:

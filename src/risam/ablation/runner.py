@@ -29,7 +29,7 @@ from risam.engine.evaluator import run_evaluation
 from risam.engine.trainer import train
 from risam.io.files import atomic_write_json, atomic_write_text
 from risam.modeling.build import build_model
-from risam.registry import get_config
+from risam.registry.names import get_config
 
 RUN_RECORD = "run.json"  # in each variant-seed folder: the finished run's settings, times and results
 

@@ -36,7 +36,7 @@ def run_data_synth(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from risam.registry import CLIP_WEIGHTS, SAM_WEIGHTS, official_weights
+    from risam.registry.files import CLIP_WEIGHTS, SAM_WEIGHTS, official_weights
 
     names = [*SAM_WEIGHTS, *CLIP_WEIGHTS] if "all" in args.names else list(dict.fromkeys(args.names))
     for name in names:
@@ -228,6 +228,6 @@ def _precision_override(args: argparse.Namespace) -> list[str]:
 
 def _model_label(args: argparse.Namespace) -> str:
     """The weights a command used, as written in its outputs: the file, or the shipped model's name."""
-    from risam.registry import DEFAULT_PRETRAINED
+    from risam.registry.files import DEFAULT_PRETRAINED
 
     return str(args.checkpoint) if args.checkpoint is not None else DEFAULT_PRETRAINED

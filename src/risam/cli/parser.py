@@ -26,10 +26,11 @@ from risam.cli.commands import (
 )
 from risam.cli.text import terminal_safe
 from risam.config import DEFAULT_THRESHOLD
+from risam.config.experiment import PRECISIONS
 from risam.data.catalog import DATASETS
 from risam.data.download import DOWNLOADS
-from risam.precision import PRECISIONS
-from risam.registry import CLIP_WEIGHTS, DEFAULT_PRETRAINED, DOWNLOAD, SAM_WEIGHTS, SHIPPED_MODEL_LIMITS, list_models
+from risam.registry.files import CLIP_WEIGHTS, DEFAULT_PRETRAINED, DOWNLOAD, SAM_WEIGHTS, SHIPPED_MODEL_LIMITS
+from risam.registry.names import list_models
 
 # What ``risam --help`` ends with: from a machine with internet to RefCOCO numbers (README, "Real data").
 REAL_DATA_PATH = f"""from a fresh machine with internet to RefCOCO numbers:

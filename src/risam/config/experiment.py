@@ -113,6 +113,10 @@ class TrainSection:
 DEFAULT_THRESHOLD = 0.35  # the sigmoid threshold of a mask, for evaluation, the predictor and the CLI
 
 
+# The precisions of the frozen encoders that a config, a command or create_model takes (risam.precision).
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass
 class EvalSection:
     """Inference: sigmoid threshold of the mask and evaluation batch size (images per batch).

@@ -36,7 +36,7 @@ from risam.errors import InputError
 from risam.explain import explain, render_explanation
 from risam.io.images import load_image
 from risam.predictor import EncodedImage, RISAMPredictor, check_expressions
-from risam.registry import SHIPPED_MODEL_LIMITS
+from risam.registry.files import SHIPPED_MODEL_LIMITS
 
 MAX_UPLOAD_BYTES = 20_000_000
 DISPLAY_SIDE = 2048  # uploads are shown and segmented with their long side at most this

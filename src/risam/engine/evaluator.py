@@ -25,7 +25,8 @@ from risam.io.files import atomic_write_json, atomic_write_text
 from risam.io.weights import read_config
 from risam.modeling.compiled import compile_or_eager
 from risam.modeling.model import RISAM
-from risam.registry import create_model, resolve_checkpoint
+from risam.registry.create import create_model
+from risam.registry.files import resolve_checkpoint
 
 
 def predict_masks(batch_logits: torch.Tensor, batch: ReferBatch, img_size: int, threshold: float) -> list[torch.Tensor]:

@@ -10,7 +10,7 @@ from risam.data.dataset import ReferDataset
 from risam.data.readers import load_split
 from risam.modeling.model import RISAM
 from risam.precision import choose_precision, warn_if_emulated
-from risam.registry import create_model
+from risam.registry.create import create_model
 
 
 def build_experiment_model(config: ExperimentConfig) -> RISAM:

@@ -31,9 +31,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
-import safetensors.torch
-import torch
-
 from risam.errors import InputError
 
 # ``.{name}.{random}.tmp``: 8 hex digits here; mkstemp's 8 characters of [a-z0-9_] in earlier versions.
@@ -153,18 +150,3 @@ def readable_file(path: str | os.PathLike, what: str) -> Path:
     except OSError as error:
         raise InputError(f"{path}: cannot read the {what} ({error.strerror or error})") from error
     return path
-
-
-def atomic_save_safetensors(
-    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]
-) -> None:
-    """Write a safetensors file at ``path`` with :func:`atomic_write`: never a half-written file,
-    permissions from the umask.
-
-    The file is serialised in memory first: ``safetensors.torch.save_file`` would write through a
-    temporary file of its own (``.tmpXXXXXX``), which a kill would leave behind.
-    """
-    tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
-    data = safetensors.torch.save(tensors, metadata=metadata)
-    with atomic_write(path, "wb") as handle:
-        handle.write(data)

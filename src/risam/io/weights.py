@@ -21,7 +21,7 @@ import safetensors.torch
 import torch
 
 from risam.config import ConfigError, RISAMConfig
-from risam.io.files import atomic_save_safetensors, readable_file
+from risam.io.files import atomic_write, readable_file
 from risam.io.state_dict import CheckpointError
 from risam.version import __version__
 
@@ -129,3 +129,18 @@ def load_encoders(path: str | os.PathLike) -> tuple[dict[str, dict[str, Any]], d
 def encoders_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata of an encoders file: format, config, command, seed, scores, wall time, version."""
     return _metadata(path, ENCODERS_FORMAT, "encoders file")
+
+
+def atomic_save_safetensors(
+    tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]
+) -> None:
+    """Write a safetensors file at ``path`` with :func:`atomic_write`: never a half-written file,
+    permissions from the umask.
+
+    The file is serialised in memory first: ``safetensors.torch.save_file`` would write through a
+    temporary file of its own (``.tmpXXXXXX``), which a kill would leave behind.
+    """
+    tensors = {key: value.detach().to("cpu").contiguous() for key, value in tensors.items()}
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)

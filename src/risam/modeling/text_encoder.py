@@ -27,7 +27,7 @@ from open_clip.transformer import QuickGELU, TextTransformer
 from torch import Tensor, nn
 
 from risam.config.model import TextEncoderConfig
-from risam.io.files import atomic_save_safetensors, readable_file
+from risam.io.files import readable_file
 from risam.io.state_dict import (
     CheckpointError,
     is_torchscript_archive,
@@ -35,6 +35,7 @@ from risam.io.state_dict import (
     torch_load_weights_only,
 )
 from risam.io.torchscript_reader import TorchScriptCodeRefused, read_torchscript_state_dict
+from risam.io.weights import atomic_save_safetensors
 
 PAD_ID = 0
 _TEXT_TOWER_KEYS = ("positional_embedding", "text_projection")

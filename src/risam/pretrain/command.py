@@ -21,14 +21,15 @@ from typing import Any
 import safetensors.torch
 import torch
 
-from risam.io.files import atomic_save_safetensors, atomic_write_json
-from risam.io.weights import ENCODERS_FORMAT, encoder_architecture
+from risam.io.files import atomic_write_json
+from risam.io.weights import ENCODERS_FORMAT, atomic_save_safetensors, encoder_architecture
 from risam.modeling.model import RISAM
 from risam.pretrain.defaults import DEFAULT_IMAGE_STEPS, DEFAULT_IMAGES, DEFAULT_SEED, DEFAULT_TEXT_STEPS
 from risam.pretrain.image import pretrain_image_encoder
 from risam.pretrain.scenes import build_pretraining_set
 from risam.pretrain.text import object_features, pretrain_text_encoder
-from risam.registry import create_model, get_config
+from risam.registry.create import create_model
+from risam.registry.names import get_config
 from risam.version import __version__
 
 ENCODERS_FILE = "risam_tiny_encoders.safetensors"

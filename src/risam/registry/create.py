@@ -1,0 +1,123 @@
+"""``create_model``: a model from its name or weights file, its encoder files and its precision."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from risam.config import ConfigError
+from risam.io.state_dict import load_state_dict_strict
+from risam.io.weights import NOT_ARCHITECTURE, encoder_architecture, load_encoders, load_weights
+from risam.modeling.build import build_model
+from risam.modeling.model import RISAM
+from risam.precision import choose_precision
+from risam.registry.files import (
+    CLIP_WEIGHTS,
+    DOWNLOAD,
+    SAM_WEIGHTS,
+    SHIPPED_ENCODERS,
+    missing_encoder_files,
+    official_weights,
+    shipped_encoders_path,
+)
+from risam.registry.names import get_config
+
+
+def create_model(
+    name: str | None = None,
+    *,
+    sam_checkpoint: str | os.PathLike | None = None,
+    clip_checkpoint: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    pretrained: bool = True,
+    precision: str = "fp32",
+) -> RISAM:
+    """Build a RISAM model by registered ``name`` or from a RISAM weights file.
+
+    sam_checkpoint: Meta's official SAM ``.pth`` (or an image-encoder state dict); for a timm
+        backbone (``image_encoder.backbone``, paper Tab. 7), its timm checkpoint. ``"download"``:
+        the official file of the model's SAM (:data:`SAM_WEIGHTS`), from the cache or fetched into
+        it (:func:`official_weights`).
+    clip_checkpoint: OpenAI CLIP ``.pt`` or an open_clip checkpoint; ``"download"`` as above.
+    checkpoint: a RISAM weights file; its stored config rebuilds the model (``name``, if
+        given, must match it) and its trainable weights are loaded strictly.
+    overrides: dotted config keys to change (not allowed together with ``checkpoint``).
+    device: where to build; "meta" builds without allocating memory (for counting).
+    pretrained: load the encoders that ship in the package for this model (``risam_tiny``),
+        unless encoder files are given; False keeps them randomly initialised (for tests).
+    precision: the frozen encoders' weights, "fp32", "bf16" or "auto" (bf16 where ``device``
+        multiplies it natively: :mod:`risam.precision`); the trainable parts stay float32.
+    """
+    if checkpoint is not None:
+        if overrides:
+            raise ConfigError("overrides cannot change the architecture stored in a checkpoint")
+        config, state_dict = load_weights(checkpoint)
+        if name is not None and name != config.name:
+            raise ConfigError(f"{checkpoint} holds a {config.name!r} model, not {name!r}")
+    elif name is None:
+        raise ValueError("create_model needs a model name or a checkpoint")
+    else:
+        config = get_config(name, overrides)
+    if sam_checkpoint is not None and str(sam_checkpoint) == DOWNLOAD:
+        if config.image_encoder.family == "timm":
+            raise ConfigError(
+                f"image_encoder.backbone={config.image_encoder.backbone!r} is a timm model: '{DOWNLOAD}' fetches "
+                "only Meta's SAM files; pass the timm checkpoint's path as sam_checkpoint"
+            )
+        sam_checkpoint = official_weights(SAM_WEIGHTS, config.image_encoder.variant, "image_encoder.variant")
+    if clip_checkpoint is not None and str(clip_checkpoint) == DOWNLOAD:
+        clip_checkpoint = official_weights(CLIP_WEIGHTS, config.text_encoder.variant, "text_encoder.variant")
+    choice = choose_precision(precision, device)
+    model = build_model(config, device=device, encoder_dtype=choice.dtype)
+    shipped = pretrained and config.name in SHIPPED_ENCODERS and sam_checkpoint is None and clip_checkpoint is None
+    if shipped and torch.device(device).type != "meta":
+        load_shipped_encoders(model, shipped_encoders_path(config.name), require_all=False)
+    if sam_checkpoint is not None:
+        model.image_encoder.load_pretrained(sam_checkpoint)
+    if clip_checkpoint is not None:
+        model.text_encoder.load_clip_checkpoint(clip_checkpoint)
+    if checkpoint is not None:
+        model.load_trainable_state_dict(state_dict, source=str(checkpoint))
+        missing = [] if shipped else missing_encoder_files(config, sam_checkpoint, clip_checkpoint)
+        if missing:
+            warnings.warn(
+                f"{checkpoint} holds a {config.name} model trained on frozen encoders that it does not hold; "
+                f"they keep random weights unless you pass {' and '.join(missing)}",
+                stacklevel=2,
+            )
+    return model
+
+
+def load_shipped_encoders(model: RISAM, path: str | os.PathLike, require_all: bool = True) -> None:
+    """Load both encoders of ``model`` from an encoders file (``risam pretrain-tiny``), strictly.
+
+    The file records the encoders' architecture. An encoder whose architecture differs (other
+    overrides, e.g. an ablation's backbone) raises ConfigError naming the keys; with
+    ``require_all=False`` it keeps its random weights instead, with a warning that says so.
+    """
+    recorded, tensors = load_encoders(path)
+    for part, section in recorded.items():
+        module = getattr(model, part)
+        actual = encoder_architecture(module.config)
+        section = {key: value for key, value in section.items() if key not in NOT_ARCHITECTURE}
+        differ = sorted(key for key in set(section) | set(actual) if section.get(key) != actual.get(key))
+        if differ:
+            message = f"{path} holds {part.replace('_', ' ')} weights for another architecture: " + ", ".join(
+                f"{part}.{key}={actual.get(key)!r} (file: {section.get(key)!r})" for key in differ
+            )
+            if require_all:
+                raise ConfigError(message + "; pass pretrained=False for random encoders")
+            warnings.warn(message + f"; the {part.replace('_', ' ')} keeps random weights", stacklevel=3)
+            continue
+        part_tensors = {key.split(".", 1)[1]: value for key, value in tensors.items() if key.startswith(part + ".")}
+        expected = module.state_dict()
+        converted = {
+            key: value.to(expected[key].dtype) if key in expected else value for key, value in part_tensors.items()
+        }
+        load_state_dict_strict(module, converted, source=str(path))
