@@ -46,7 +46,7 @@ def main() -> None:
         logits = []
         for row in rows:
             features, padding = model.encode_text(row)
-            logits.append(model.decode(predictor.visual.expand(len(row), -1, -1, -1), features, padding))
+            logits.append(model.decode(predictor.encoded.visual.expand(len(row), -1, -1, -1), features, padding))
         return torch.cat(logits)
 
     def timed(rows: list[torch.Tensor]) -> float:
@@ -61,12 +61,9 @@ def main() -> None:
     alone, together = list(tokens.split(1)), [tokens]
     alone_s, batched_s = timed(alone), timed(together)
     size = model.image_encoder.config.img_size
+    image, threshold = predictor.encoded, predictor.threshold
     masks = [
-        np.asarray(
-            logits_to_masks(network(rows), size, predictor.resized_size, predictor.original_size, predictor.threshold)[
-                0
-            ]
-        )
+        np.asarray(logits_to_masks(network(rows), size, image.resized_size, image.original_size, threshold)[0])
         for rows in (alone, together)
     ]
     print(

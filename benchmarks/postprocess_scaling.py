@@ -65,7 +65,7 @@ def model_and_masks(predictor: RISAMPredictor, count: int) -> dict[str, float]:
     model = predictor.model
     with torch.no_grad():
         tokens = predictor.tokenize(texts)
-        visual = predictor.visual.expand(count, -1, -1, -1)
+        visual = predictor.encoded.visual.expand(count, -1, -1, -1)
         start = time.perf_counter()
         logits = model.decode(visual, *model.encode_text(tokens))
         model_s = time.perf_counter() - start
@@ -73,7 +73,8 @@ def model_and_masks(predictor: RISAMPredictor, count: int) -> dict[str, float]:
         with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             model.decode(visual, *model.encode_text(tokens))
     size = model.image_encoder.config.img_size
-    masks_s = timed(logits_to_masks, logits, size, predictor.resized_size, predictor.original_size, 0.35)[1]
+    image = predictor.encoded
+    masks_s = timed(logits_to_masks, logits, size, image.resized_size, image.original_size, 0.35)[1]
     return {
         "expressions": count,
         "model_s": model_s,

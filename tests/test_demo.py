@@ -120,7 +120,7 @@ def test_unexpected_errors_reach_the_page_readably(weights, photo, monkeypatch):
     predictor = RISAMPredictor.from_checkpoint(weights)
     backend = DemoBackend(predictor)
 
-    def broken(texts):
+    def broken(*_args, **_kwargs):
         raise RuntimeError("out of cheese")
 
     monkeypatch.setattr(predictor, "predict", broken)

@@ -25,7 +25,7 @@ def test_maps_and_weights_are_the_models_attention(predictor):
     tokens = model.text_encoder.tokenize([text])
     with torch.no_grad():
         features, padding = model.encode_text(tokens)
-        _, outputs = model.decode(predictor.visual, features, padding, return_attention=True)
+        _, outputs = model.decode(predictor.encoded.visual, features, padding, return_attention=True)
     # 128 x 64 -> content of 128 x 64 in the 128 x 128 input: grid x grid/2 of the grid x grid feature cells.
     grid = model.image_encoder.config.feature_size
     row, col = 10 * (grid // 2) // 64, 100 * grid // 128

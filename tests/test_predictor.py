@@ -77,11 +77,11 @@ def test_encode_changes_no_state_and_set_encoded_restores_an_image(tiny_model, p
     predictor = RISAMPredictor(tiny_model)
     other = np.ascontiguousarray(picture[::-1, :60])
     encoded = predictor.encode(picture)
-    assert predictor.visual is None
+    assert predictor.encoded is None
     predictor.set_image(other)
-    assert predictor.original_size == (90, 60)
+    assert predictor.encoded.original_size == (90, 60)
     predictor.set_encoded(encoded)
-    assert (predictor.original_size, predictor.resized_size) == (encoded.original_size, encoded.resized_size)
+    assert predictor.encoded is encoded
     fresh = RISAMPredictor(tiny_model)
     fresh.set_image(picture)
     np.testing.assert_array_equal(predictor.predict("the thing").mask, fresh.predict("the thing").mask)
@@ -131,3 +131,31 @@ def test_mask_bbox_by_hand():
     assert mask_bbox(mask) is None
     mask[1:3, 2:5] = True
     assert mask_bbox(mask) == (2, 1, 4, 2)
+
+
+def test_the_core_calls_take_the_image_and_leave_the_predictor_as_it_was(tiny_model, picture):
+    from risam.data.transforms import logits_to_masks
+    from risam.explain import explain
+
+    predictor = RISAMPredictor(tiny_model)
+    other = np.ascontiguousarray(picture[::-1, :60])
+    encoded, kept = predictor.encode(picture), predictor.encode(other)
+    predictor.set_encoded(kept)
+    texts = ["the red circle", "the square on the left"]
+    stateless = predictor.predict(texts, encoded)
+    logits = predictor.predict_logits(texts, encoded)
+    explanation = explain(predictor, texts[0], encoded=encoded)
+    assert predictor.encoded is kept  # nothing of the predictor's changed
+    fresh = RISAMPredictor(tiny_model)
+    fresh.set_image(picture)
+    expected = fresh.predict(texts)
+    for ours, theirs in zip(stateless, expected, strict=True):
+        np.testing.assert_array_equal(ours.mask, theirs.mask)
+    np.testing.assert_array_equal(explanation.prediction.mask, expected[0].mask)
+    size = tiny_model.image_encoder.config.img_size
+    grid = encoded.visual.shape[-1]
+    assert logits.shape == (2, 4 * grid, 4 * grid)
+    masks, _ = logits_to_masks(logits, size, encoded.resized_size, encoded.original_size, predictor.threshold)
+    for mask, theirs in zip(masks, expected, strict=True):
+        np.testing.assert_array_equal(mask, theirs.mask)
+    assert not np.array_equal(predictor.predict(texts[0]).mask, expected[0].mask)  # the kept image is another

@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 from risam.config import ConfigError
 from risam.errors import InputError
 from risam.modeling.text_encoder import PAD_ID
-from risam.predictor import Prediction, RISAMPredictor
+from risam.predictor import EncodedImage, Prediction, RISAMPredictor
 
 MAP_SIDE = 320
 
@@ -49,18 +49,25 @@ def display_size(height: int, width: int, side: int = MAP_SIDE) -> tuple[int, in
 
 
 @torch.no_grad()
-def explain(predictor: RISAMPredictor, text: str, pixel: tuple[int, int] | None = None, block: int = -1) -> Explanation:
-    """Attention maps of ``text`` on the image set in ``predictor``, from MA block ``block``
-    (negative counts from the last).
+def explain(
+    predictor: RISAMPredictor,
+    text: str,
+    pixel: tuple[int, int] | None = None,
+    block: int = -1,
+    encoded: EncodedImage | None = None,
+) -> Explanation:
+    """Attention maps of ``text`` on ``encoded`` (from ``predictor.encode``; nothing of the predictor's
+    changes) or on the image set in ``predictor``, from MA block ``block`` (negative counts from the last).
 
     ``pixel`` (x, y) in original image coordinates; by default the centre of the predicted
     mask's pixels (the image centre if the mask is empty). A pixel outside the image or a
     block the model lacks raises ExplainError before anything is computed.
     """
     model = predictor.model
-    if predictor.original_size is None:
-        raise RuntimeError("call set_image(image) before explain(predictor, text)")
-    height, width = predictor.original_size
+    image = encoded if encoded is not None else predictor.encoded
+    if image is None:
+        raise RuntimeError("call set_image(image) before explain(predictor, text), or pass encoded=")
+    height, width = image.original_size
     blocks = len(model.fusion)
     if not -blocks <= block < blocks:
         raise ExplainError(
@@ -71,7 +78,7 @@ def explain(predictor: RISAMPredictor, text: str, pixel: tuple[int, int] | None 
             f"--pixel {pixel[0]} {pixel[1]}: outside the {width}x{height} image; "
             f"give 0 <= X < {width} and 0 <= Y < {height}"
         )
-    prediction, outputs, tokens = predictor.predict_with_attention(text)
+    prediction, outputs, tokens = predictor.predict_with_attention(text, image)
     attention = outputs[block]
     if attention.vision_guided is None or attention.language_guided is None:
         raise ConfigError(
@@ -80,8 +87,8 @@ def explain(predictor: RISAMPredictor, text: str, pixel: tuple[int, int] | None 
         )
     valid = int((tokens != PAD_ID).sum())
     words = model.text_encoder.token_words(tokens[:valid])
-    grid = predictor.visual.shape[-1]
-    content = [max(1, round(side * grid / model.image_encoder.config.img_size)) for side in predictor.resized_size]
+    grid = image.visual.shape[-1]
+    content = [max(1, round(side * grid / model.image_encoder.config.img_size)) for side in image.resized_size]
     maps = attention.language_guided[0, :valid].float().reshape(valid, 1, grid, grid)[:, :, : content[0], : content[1]]
     size = display_size(height, width)
     word_maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[:, 0].cpu().numpy()

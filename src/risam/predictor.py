@@ -122,9 +122,8 @@ class RISAMPredictor:
         self.max_pixels = max_pixels
         self.max_expressions = max_expressions
         self.expression_chunk = expression_chunk
-        self.visual: torch.Tensor | None = None
-        self.original_size: tuple[int, int] | None = None
-        self.resized_size: tuple[int, int] | None = None
+        # The image of set_image, for the calls that are given none; the core calls take it as an argument.
+        self.encoded: EncodedImage | None = None
 
     @classmethod
     def from_checkpoint(
@@ -192,35 +191,56 @@ class RISAMPredictor:
         return EncodedImage(self.model.encode_image(tensor[None].to(self.device)), (rgb.height, rgb.width), resized)
 
     def set_encoded(self, encoded: EncodedImage) -> None:
-        """Make ``encoded`` the image that :meth:`predict` segments."""
-        self.visual, self.original_size, self.resized_size = encoded.visual, encoded.original_size, encoded.resized_size
+        """Make ``encoded`` the image that the calls given no image segment."""
+        self.encoded = encoded
 
     def set_image(self, image: ImageSource) -> None:
-        """Encode ``image`` (a path, PIL image or H x W x 3 uint8 RGB array) and cache its features."""
+        """Encode ``image`` (a path, PIL image or H x W x 3 uint8 RGB array) and keep its features for the
+        calls given no image (the convenience of SAM's predictor; the core calls take an EncodedImage)."""
         self.set_encoded(self.encode(image))
 
-    def predict(self, text: str | Sequence[str]) -> Prediction | list[Prediction]:
-        """Segment one expression (returns a Prediction) or several (returns a list).
+    def predict(self, text: str | Sequence[str], encoded: EncodedImage | None = None) -> Prediction | list[Prediction]:
+        """Segment one expression (returns a Prediction) or several (returns a list) in ``encoded``
+        (from :meth:`encode`; nothing of the predictor's changes), or in the image of :meth:`set_image`.
 
         ExpressionError for a blank expression or more than ``max_expressions`` of them.
         """
         texts = [text] if isinstance(text, str) else list(text)
-        predictions, _, _ = self._segment(texts, return_attention=False)
+        predictions, _, _ = self._segment(texts, self._image(encoded), return_attention=False)
         return predictions[0] if isinstance(text, str) else predictions
 
-    def predict_with_attention(self, text: str) -> tuple[Prediction, list[MutualAttentionOutput], torch.Tensor]:
+    @torch.no_grad()
+    def predict_logits(self, text: str | Sequence[str], encoded: EncodedImage | None = None) -> torch.Tensor:
+        """The mask logits of each expression, N x 4G x 4G for the image encoder's G x G grid (256 x 256 for
+        the paper's models at S = 1024), before sigmoid and threshold. They cover the S x S input: the
+        image's content is the top-left ``resized_size`` scaled by 4G / S, the rest is padding
+        (``risam.data.transforms.logits_to_masks`` turns them into masks at the image's size)."""
+        texts = [text] if isinstance(text, str) else list(text)
+        check_expressions(texts, self.max_expressions)
+        tokens = self.tokenize(texts, stacklevel=3)
+        return torch.cat([self._logits(self._image(encoded), row)[0] for row in tokens.to(self.device).split(1)])
+
+    def predict_with_attention(
+        self, text: str, encoded: EncodedImage | None = None
+    ) -> tuple[Prediction, list[MutualAttentionOutput], torch.Tensor]:
         """One expression's prediction, every MA block's outputs (attention maps included) and its
-        token ids (L), from a single pass."""
-        predictions, attention, tokens = self._segment([text], return_attention=True)
+        token ids (L), from a single pass, in ``encoded`` or the image of :meth:`set_image`."""
+        predictions, attention, tokens = self._segment([text], self._image(encoded), return_attention=True)
         return predictions[0], attention, tokens[0]
 
+    def _image(self, encoded: EncodedImage | None) -> EncodedImage:
+        """``encoded``, else the image of :meth:`set_image`."""
+        if encoded is not None:
+            return encoded
+        if self.encoded is None:
+            raise RuntimeError("call set_image(image) first, or pass the EncodedImage of encode(image)")
+        return self.encoded
+
     def _segment(
-        self, texts: list[str], return_attention: bool
+        self, texts: list[str], encoded: EncodedImage, return_attention: bool
     ) -> tuple[list[Prediction], list[MutualAttentionOutput], torch.Tensor]:
         """Predictions for ``texts`` (decoded ``expression_chunk`` at a time), the MA blocks' outputs of
         the last chunk when ``return_attention`` (asked for one expression), and the token ids, N x L."""
-        if self.visual is None:
-            raise RuntimeError("call set_image(image) before predict(text)")
         check_expressions(texts, self.max_expressions)
         results: list[Prediction] = []
         attention: list[MutualAttentionOutput] = []
@@ -228,17 +248,28 @@ class RISAMPredictor:
         for start in range(0, len(texts), self.expression_chunk):
             chunk = texts[start : start + self.expression_chunk]
             tokens = self.tokenize(chunk, stacklevel=4)  # the warning points at the caller of predict
-            predictions, attention = self._decode(chunk, tokens, return_attention)
+            predictions, attention = self._decode(chunk, tokens, encoded, return_attention)
             results.extend(predictions)
             token_chunks.append(tokens)
         return results, attention, torch.cat(token_chunks)
 
     @torch.no_grad()
+    def _logits(
+        self, encoded: EncodedImage, tokens: torch.Tensor, return_attention: bool = False
+    ) -> tuple[torch.Tensor, list[MutualAttentionOutput]]:
+        """One expression's logits, 1 x S/4 x S/4, from its token ids (1 x L), and with
+        ``return_attention`` every MA block's outputs."""
+        features, padding = self.model.encode_text(tokens)
+        if return_attention:
+            return self.model.decode(encoded.visual, features, padding, return_attention=True)
+        return self.model.decode(encoded.visual, features, padding), []
+
+    @torch.no_grad()
     def _decode(
-        self, texts: list[str], tokens: torch.Tensor, return_attention: bool
+        self, texts: list[str], tokens: torch.Tensor, encoded: EncodedImage, return_attention: bool
     ) -> tuple[list[Prediction], list[MutualAttentionOutput]]:
-        """Predictions for one chunk of N ``texts`` with token ids ``tokens`` (N x L) on the image set,
-        and with ``return_attention`` every MA block's outputs."""
+        """Predictions for one chunk of N ``texts`` with token ids ``tokens`` (N x L) in ``encoded``, and
+        with ``return_attention`` every MA block's outputs."""
         # Each expression runs through the text encoder and the head alone (batch 1): in bf16 (and, by a
         # few 1e-5 of a logit, in fp32) a kernel's rounding depends on the batch it runs in, so a batched
         # call would let the other expressions of the call move a mask's border pixels. Alone, a mask
@@ -246,15 +277,11 @@ class RISAMPredictor:
         attention: list[MutualAttentionOutput] = []
         rows_logits = []
         for row in tokens.to(self.device).split(1):
-            features, padding = self.model.encode_text(row)
-            if return_attention:
-                logits, attention = self.model.decode(self.visual, features, padding, return_attention=True)
-            else:
-                logits = self.model.decode(self.visual, features, padding)
+            logits, attention = self._logits(encoded, row, return_attention)
             rows_logits.append(logits)
         logits = torch.cat(rows_logits)
         size = self.model.image_encoder.config.img_size
-        masks, scores = logits_to_masks(logits, size, self.resized_size, self.original_size, self.threshold)
+        masks, scores = logits_to_masks(logits, size, encoded.resized_size, encoded.original_size, self.threshold)
         rows = zip(texts, masks, scores, strict=True)
         return [Prediction(item, mask, float(score), mask_bbox(mask)) for item, mask, score in rows], attention
 

@@ -8,9 +8,9 @@ request's cost grows with the upload's resolution beyond one decode. A request h
 :data:`MAX_EXPRESSIONS` expressions of at most :data:`MAX_TEXT_CHARS` characters in all.
 
 Requests go through Gradio's queue: :data:`CONCURRENCY` run at once and up to :data:`QUEUE_SIZE`
-more wait; further ones are turned away with a message. Decoding and encoding run outside the
-predictor's lock (the encoded features of the last :data:`CACHE_SIZE` uploads are kept, keyed by
-the file's SHA-256), so a small request is not held up by the decoding of a large one. Errors reach
+more wait; further ones are turned away with a message. Each request segments through the
+predictor's stateless calls, with no lock (the encoded features of the last :data:`CACHE_SIZE`
+uploads are kept, keyed by the file's SHA-256), so a small request is not held up by a large one. Errors reach
 the page as ``gradio.Error`` messages and the server keeps serving.
 """
 
@@ -77,9 +77,8 @@ def readable_errors() -> Iterator[None]:
 class DemoBackend:
     """What the page does: validate, decode and encode uploads, segment expressions, build overlays.
 
-    One predictor serves every browser session. Its image state is set and used under ``lock``
-    within one request, so sessions never see each other's features; decoding and encoding, the
-    slow parts of a new upload, run outside it.
+    One predictor serves every browser session through its stateless calls (each request passes its
+    image's EncodedImage), so sessions never see each other's features and need no lock.
     """
 
     def __init__(
@@ -95,7 +94,6 @@ class DemoBackend:
         self.display_side = display_side
         self.max_expressions = max_expressions
         self.cache_size = cache_size
-        self.lock = threading.Lock()
         self._cache: OrderedDict[str, ShownImage] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -126,10 +124,8 @@ class DemoBackend:
         with readable_errors():
             check_expressions(expressions, self.max_expressions)
             shown = self.prepare(path)
-            with self.lock:
-                self.predictor.set_encoded(shown.encoded)
-                predictions = self.predictor.predict(expressions)
-                explanation = explain(self.predictor, expressions[0])
+            predictions = self.predictor.predict(expressions, shown.encoded)
+            explanation = explain(self.predictor, expressions[0], encoded=shown.encoded)
             figure = render_explanation(shown.image, explanation)
             overlays = [(overlay_mask(shown.image, p.mask), p.text) for p in predictions]
         records = [
