@@ -24,8 +24,8 @@ from risam.io.images import MAX_PIXELS, ImageSource, load_image
 from risam.io.state_dict import CheckpointError
 from risam.io.weights import read_config
 from risam.modeling.compiled import compile_or_eager
+from risam.modeling.layers import FusionOutput
 from risam.modeling.model import RISAM
-from risam.modeling.mutual_attention import MutualAttentionOutput
 from risam.precision import choose_precision, warn_if_emulated
 from risam.registry.create import create_model
 from risam.registry.files import (
@@ -222,7 +222,7 @@ class RISAMPredictor:
 
     def predict_with_attention(
         self, text: str, encoded: EncodedImage | None = None
-    ) -> tuple[Prediction, list[MutualAttentionOutput], torch.Tensor]:
+    ) -> tuple[Prediction, list[FusionOutput], torch.Tensor]:
         """One expression's prediction, every MA block's outputs (attention maps included) and its
         token ids (L), from a single pass, in ``encoded`` or the image of :meth:`set_image`."""
         predictions, attention, tokens = self._segment([text], self._image(encoded), return_attention=True)
@@ -238,12 +238,12 @@ class RISAMPredictor:
 
     def _segment(
         self, texts: list[str], encoded: EncodedImage, return_attention: bool
-    ) -> tuple[list[Prediction], list[MutualAttentionOutput], torch.Tensor]:
+    ) -> tuple[list[Prediction], list[FusionOutput], torch.Tensor]:
         """Predictions for ``texts`` (decoded ``expression_chunk`` at a time), the MA blocks' outputs of
         the last chunk when ``return_attention`` (asked for one expression), and the token ids, N x L."""
         check_expressions(texts, self.max_expressions)
         results: list[Prediction] = []
-        attention: list[MutualAttentionOutput] = []
+        attention: list[FusionOutput] = []
         token_chunks = []
         for start in range(0, len(texts), self.expression_chunk):
             chunk = texts[start : start + self.expression_chunk]
@@ -256,7 +256,7 @@ class RISAMPredictor:
     @torch.no_grad()
     def _logits(
         self, encoded: EncodedImage, tokens: torch.Tensor, return_attention: bool = False
-    ) -> tuple[torch.Tensor, list[MutualAttentionOutput]]:
+    ) -> tuple[torch.Tensor, list[FusionOutput]]:
         """One expression's logits, 1 x S/4 x S/4, from its token ids (1 x L), and with
         ``return_attention`` every MA block's outputs."""
         features, padding = self.model.encode_text(tokens)
@@ -267,14 +267,14 @@ class RISAMPredictor:
     @torch.no_grad()
     def _decode(
         self, texts: list[str], tokens: torch.Tensor, encoded: EncodedImage, return_attention: bool
-    ) -> tuple[list[Prediction], list[MutualAttentionOutput]]:
+    ) -> tuple[list[Prediction], list[FusionOutput]]:
         """Predictions for one chunk of N ``texts`` with token ids ``tokens`` (N x L) in ``encoded``, and
         with ``return_attention`` every MA block's outputs."""
         # Each expression runs through the text encoder and the head alone (batch 1): in bf16 (and, by a
         # few 1e-5 of a logit, in fp32) a kernel's rounding depends on the batch it runs in, so a batched
         # call would let the other expressions of the call move a mask's border pixels. Alone, a mask
         # depends only on its own expression and the image.
-        attention: list[MutualAttentionOutput] = []
+        attention: list[FusionOutput] = []
         rows_logits = []
         for row in tokens.to(self.device).split(1):
             logits, attention = self._logits(encoded, row, return_attention)

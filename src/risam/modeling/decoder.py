@@ -33,48 +33,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-
-class Attention(nn.Module):
-    """Multi-head attention through ``F.scaled_dot_product_attention``.
-
-    Queries, keys and values are projected to ``inner_dim`` (default ``dim``; SAM's decoder
-    halves it in its cross attentions) and the output back to ``dim``.
-    """
-
-    def __init__(self, dim: int, num_heads: int, inner_dim: int | None = None) -> None:
-        super().__init__()
-        inner_dim = dim if inner_dim is None else inner_dim
-        self.num_heads = num_heads
-        self.q_proj = nn.Linear(dim, inner_dim)
-        self.k_proj = nn.Linear(dim, inner_dim)
-        self.v_proj = nn.Linear(dim, inner_dim)
-        self.out_proj = nn.Linear(inner_dim, dim)
-
-    def forward(
-        self,
-        query: torch.Tensor,
-        key: torch.Tensor,
-        value: torch.Tensor,
-        key_padding_mask: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """query: B x L_q x C; key, value: B x L_k x C; key_padding_mask: B x L_k (True = ignore).
-
-        Returns B x L_q x C.
-        """
-        batch, length_q, _ = query.shape
-        q = self._split_heads(self.q_proj(query))
-        k = self._split_heads(self.k_proj(key))
-        v = self._split_heads(self.v_proj(value))
-        attn_mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.out_proj(out.transpose(1, 2).reshape(batch, length_q, -1))
-
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        batch, length, dim = x.shape
-        return x.view(batch, length, self.num_heads, dim // self.num_heads).transpose(1, 2)
+from risam.modeling.layers import Attention, QueryMLP
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
@@ -126,22 +87,6 @@ class DecoderLayer(nn.Module):
         cross = self.cross_attn(visual, tokens + token_pos, tokens, key_padding_mask=token_padding)
         visual = self.norm_cross(visual + cross)
         return visual, tokens
-
-
-class QueryMLP(nn.Module):
-    """Three-layer MLP with ReLU between layers: C -> C -> C -> mask_dim."""
-
-    def __init__(self, dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList([nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, out_dim)])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B x C -> B x out_dim."""
-        for index, layer in enumerate(self.layers):
-            x = layer(x)
-            if index < len(self.layers) - 1:
-                x = F.relu(x)
-        return x
 
 
 class MaskDecoder(nn.Module):

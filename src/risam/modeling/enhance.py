@@ -15,35 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-
-class PixelMLP(nn.Module):
-    """Linear -> GELU -> Linear over the channels of every pixel of a B x C_in x H x W map."""
-
-    def __init__(self, in_dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(in_dim, out_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(out_dim, out_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B x C_in x H x W -> B x C_out x H x W."""
-        x = x.permute(0, 2, 3, 1)
-        x = self.fc2(self.act(self.fc1(x)))
-        return x.permute(0, 3, 1, 2)
-
-
-class ConvBNAct(nn.Module):
-    """CBA: 3x3 convolution, batch normalization, GELU."""
-
-    def __init__(self, in_dim: int, out_dim: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=3, padding=1, bias=False)
-        self.norm = nn.BatchNorm2d(out_dim)
-        self.act = nn.GELU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """B x C_in x H x W -> B x C_out x H x W."""
-        return self.act(self.norm(self.conv(x)))
+from risam.modeling.layers import ConvBNAct, PixelMLP
 
 
 class FeatureEnhancement(nn.Module):

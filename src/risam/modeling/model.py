@@ -10,7 +10,7 @@ from torch import nn
 
 from risam.config import RISAMConfig
 from risam.io.state_dict import check_state_dict
-from risam.modeling.mutual_attention import MutualAttentionOutput
+from risam.modeling.layers import FusionOutput
 from risam.precision import precision_name
 
 
@@ -30,7 +30,7 @@ class RISAM(nn.Module):
     The parts are passed in (``modeling/build.py`` builds them from ``config``, which the model
     keeps as :attr:`config` and whose ``freeze`` switches it applies): ``enhancement`` maps the
     image encoder's taps to F_v (Feature Enhancement or an ablation), each ``fusion`` block maps
-    (visual tokens, words, padding mask) to a :class:`MutualAttentionOutput` (Mutual-Aware
+    (visual tokens, words, padding mask) to a :class:`FusionOutput` (Mutual-Aware
     Attention or a baseline), and ``decoder`` maps (F_lav, words, padding mask) to mask logits
     (the Mutual-Aware Mask Decoder or SAM's).
     """
@@ -118,7 +118,7 @@ class RISAM(nn.Module):
         text: torch.Tensor,
         padding_mask: torch.Tensor,
         return_attention: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, list[MutualAttentionOutput]]:
+    ) -> torch.Tensor | tuple[torch.Tensor, list[FusionOutput]]:
         """F_v: B x C x H x W; F_l: B x L_t x C'; padding_mask: B x L_t.
 
         Returns mask logits, B x 4H x 4W, and with ``return_attention`` also every MA block's
@@ -145,7 +145,7 @@ class RISAM(nn.Module):
         *,
         taps: list[torch.Tensor] | None = None,
         text: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor | tuple[torch.Tensor, list[MutualAttentionOutput]]:
+    ) -> torch.Tensor | tuple[torch.Tensor, list[FusionOutput]]:
         """images: N x 3 x S x S (SAM-normalized); tokens: B x L_t.
 
         Without ``image_index``, N = B and sentence b reads image b. With it (B long tensor),

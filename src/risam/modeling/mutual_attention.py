@@ -23,25 +23,11 @@ Decisions where the paper is ambiguous (docs/model.md):
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 from torch import nn
 
-
-class MutualAttentionOutput(NamedTuple):
-    """Outputs of one fusion block (this one, or a baseline of ``modeling/variants``).
-
-    visual: F_lav, B x L_v x C. text: F_val, B x L_t x C.
-    vision_guided: A_vg, B x L_v x L_t (rows over words sum to 1 unless fully masked).
-    language_guided: A_lg, B x L_t x L_v (rows over pixels sum to 1 unless fully masked).
-    A baseline without such a map (convolutions, a transformer encoder) gives None.
-    """
-
-    visual: torch.Tensor
-    text: torch.Tensor
-    vision_guided: torch.Tensor | None
-    language_guided: torch.Tensor | None
+from risam.modeling.layers import FusionOutput
 
 
 def masked_softmax(scores: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.Tensor:
@@ -73,7 +59,7 @@ class MutualAwareAttention(nn.Module):
         if text_output:
             self.norm_text = nn.LayerNorm(dim)
 
-    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> MutualAttentionOutput:
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> FusionOutput:
         """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding."""
         z_visual = self.proj_visual(visual)
         z_text = self.proj_text(text)
@@ -83,4 +69,4 @@ class MutualAwareAttention(nn.Module):
         language_guided = masked_softmax(scores, keep, dim=1).transpose(1, 2)
         lav = self.norm_visual(vision_guided @ z_text + z_visual)
         val = self.norm_text(language_guided @ z_visual + z_text) if self.text_output else z_text
-        return MutualAttentionOutput(lav, val, vision_guided, language_guided)
+        return FusionOutput(lav, val, vision_guided, language_guided)

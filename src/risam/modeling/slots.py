@@ -19,7 +19,7 @@ What a part must do, whichever is chosen:
   ``global_attn_indexes`` and ``load_pretrained(path)``; images -> a list of taps, each
   B x C_i x H x W on the head's grid;
 - enhancement: taps -> F_v, B x C x H x W;
-- fusion: blocks, each (B x L_v x C, B x L_t x C' or C, padding) -> ``MutualAttentionOutput``;
+- fusion: blocks, each (B x L_v x C, B x L_t x C' or C, padding) -> ``FusionOutput``;
 - decoder: (F_lav, words, padding) -> mask logits, B x 4H x 4W.
 
 Adding a fusion block: write its module (e.g. ``variants/my_fusion.py``, taking and returning

@@ -25,7 +25,8 @@ import math
 
 import torch
 
-from risam.modeling.mutual_attention import MutualAttentionOutput, MutualAwareAttention, masked_softmax
+from risam.modeling.layers import FusionOutput
+from risam.modeling.mutual_attention import MutualAwareAttention, masked_softmax
 
 
 class BidirectionalSerialFusion(MutualAwareAttention):
@@ -38,7 +39,7 @@ class BidirectionalSerialFusion(MutualAwareAttention):
     def __init__(self, visual_dim: int, text_dim: int, dim: int, text_output: bool = True) -> None:
         super().__init__(visual_dim, text_dim, dim, tau=0.0, text_output=text_output)
 
-    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> MutualAttentionOutput:
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> FusionOutput:
         """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding.
 
         Returns F_lav (B x L_v x C), F_val (B x L_t x C), A_1 (B x L_v x L_t) and A_2 (B x L_t x L_v);
@@ -51,8 +52,8 @@ class BidirectionalSerialFusion(MutualAwareAttention):
         vision_guided = masked_softmax(scores, words.expand_as(scores), dim=2)
         lav = self.norm_visual(vision_guided @ z_text + z_visual)
         if not self.text_output:
-            return MutualAttentionOutput(lav, z_text, vision_guided, None)
+            return FusionOutput(lav, z_text, vision_guided, None)
         scores = z_text @ lav.transpose(1, 2) / math.sqrt(self.dim)
         language_guided = masked_softmax(scores, words.transpose(1, 2).expand_as(scores), dim=2)
         val = self.norm_text(language_guided @ lav + z_text)
-        return MutualAttentionOutput(lav, val, vision_guided, language_guided)
+        return FusionOutput(lav, val, vision_guided, language_guided)

@@ -23,8 +23,7 @@ import math
 import torch
 from torch import nn
 
-from risam.modeling.enhance import ConvBNAct
-from risam.modeling.mutual_attention import MutualAttentionOutput
+from risam.modeling.layers import ConvBNAct, FusionOutput
 
 
 def masked_mean(text: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
@@ -41,7 +40,7 @@ class ConvFusion(nn.Module):
         self.proj_text = nn.Linear(text_dim, dim, bias=False)
         self.fuse = ConvBNAct(visual_dim + dim, dim)
 
-    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> MutualAttentionOutput:
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> FusionOutput:
         """visual: B x L_v x C_v, a flattened square grid; text: B x L_t x C_t; padding_mask: B x L_t, True at padding.
 
         Returns F_lav (B x L_v x C) and the projected words (B x L_t x C); no attention maps.
@@ -55,4 +54,4 @@ class ConvFusion(nn.Module):
         grid = visual.transpose(1, 2).reshape(batch, -1, side, side)
         tiled = sentence[:, :, None, None].expand(-1, -1, side, side)
         fused = self.fuse(torch.cat([grid, tiled], dim=1))
-        return MutualAttentionOutput(fused.flatten(2).transpose(1, 2), z_text, None, None)
+        return FusionOutput(fused.flatten(2).transpose(1, 2), z_text, None, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from risam.modeling.enhance import PixelMLP
+from risam.modeling.layers import PixelMLP
 
 
 class DeepProjection(nn.Module):

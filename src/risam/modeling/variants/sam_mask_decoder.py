@@ -32,7 +32,7 @@ import torch
 from timm.layers import LayerNorm2d
 from torch import nn
 
-from risam.modeling.decoder import Attention, QueryMLP
+from risam.modeling.layers import Attention, QueryMLP
 
 
 class RandomFourierPositions(nn.Module):

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from timm.layers import LayerNorm2d
 from torch import nn
 
-from risam.modeling.enhance import ConvBNAct
+from risam.modeling.layers import ConvBNAct
 
 
 def _output_convs(in_dim: int, dim: int) -> nn.Sequential:

@@ -22,7 +22,8 @@ import math
 import torch
 from torch import nn
 
-from risam.modeling.mutual_attention import MutualAttentionOutput, masked_softmax
+from risam.modeling.layers import FusionOutput
+from risam.modeling.mutual_attention import masked_softmax
 
 
 class SpatialDynamicFusion(nn.Module):
@@ -35,7 +36,7 @@ class SpatialDynamicFusion(nn.Module):
         self.proj_text = nn.Linear(text_dim, dim, bias=False)
         self.norm_visual = nn.LayerNorm(dim)
 
-    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> MutualAttentionOutput:
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> FusionOutput:
         """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding.
 
         Returns F_lav (B x L_v x C), the projected words Z_l (B x L_t x C) and the
@@ -47,4 +48,4 @@ class SpatialDynamicFusion(nn.Module):
         keep = (~padding_mask)[:, None, :].expand_as(scores)
         vision_guided = masked_softmax(scores, keep, dim=2)
         lav = self.norm_visual(z_visual * (vision_guided @ z_text) + z_visual)
-        return MutualAttentionOutput(lav, z_text, vision_guided, None)
+        return FusionOutput(lav, z_text, vision_guided, None)

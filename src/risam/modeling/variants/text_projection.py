@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from risam.modeling.mutual_attention import MutualAttentionOutput
+from risam.modeling.layers import FusionOutput
 
 
 class TextProjection(nn.Module):
@@ -20,9 +20,9 @@ class TextProjection(nn.Module):
         super().__init__()
         self.proj_text = nn.Linear(text_dim, dim)
 
-    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> MutualAttentionOutput:
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> FusionOutput:
         """visual: B x L_v x C (returned as is); text: B x L_t x C'; padding_mask: unused (B x L_t).
 
         Returns (visual, projected words B x L_t x C, None, None).
         """
-        return MutualAttentionOutput(visual, self.proj_text(text), None, None)
+        return FusionOutput(visual, self.proj_text(text), None, None)

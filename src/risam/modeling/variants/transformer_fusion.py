@@ -20,8 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from risam.modeling.decoder import Attention
-from risam.modeling.mutual_attention import MutualAttentionOutput
+from risam.modeling.layers import Attention, FusionOutput
 
 
 class TransformerFusion(nn.Module):
@@ -36,7 +35,7 @@ class TransformerFusion(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         self.norm_ffn = nn.LayerNorm(dim)
 
-    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> MutualAttentionOutput:
+    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> FusionOutput:
         """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding.
 
         Returns F_lav (B x L_v x C) and F_val (B x L_t x C); no attention maps.
@@ -46,4 +45,4 @@ class TransformerFusion(nn.Module):
         padding = torch.cat([padding_mask.new_zeros(visual.shape[:2]), padding_mask], dim=1)
         tokens = self.norm_attn(tokens + self.self_attn(tokens, tokens, tokens, key_padding_mask=padding))
         tokens = self.norm_ffn(tokens + self.ffn(tokens))
-        return MutualAttentionOutput(tokens[:, :length], tokens[:, length:], None, None)
+        return FusionOutput(tokens[:, :length], tokens[:, length:], None, None)
