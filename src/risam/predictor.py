@@ -92,9 +92,11 @@ def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
 class RISAMPredictor:
     """Segment expressions in one image at a time with a RISAM model.
 
-    The image state (``visual``, ``original_size``, ``resized_size``) is shared: callers in several
-    threads hold one lock around :meth:`set_image` (or :meth:`set_encoded`) and the predictions on it.
-    :meth:`encode` changes no state and may run outside that lock.
+    The core calls take an image's :class:`EncodedImage` (from :meth:`encode`) and change nothing, so
+    threads may share one predictor without a lock: ``predict(texts, encoded)``, ``predict_logits``,
+    ``predict_with_attention`` and ``risam.explain.explain(..., encoded=)``. :meth:`set_image` keeps one
+    image (``encoded``) for the calls given none, the convenience of SAM's predictor; threads that use
+    it share that one image.
 
     ``precision`` ("auto", "fp32" or "bf16"; :mod:`risam.precision`) sets the model's frozen encoders
     to that precision; None leaves them as they are. :attr:`precision` records the choice and its reason.
