@@ -105,7 +105,7 @@ def main() -> None:
     whole = totals["forward"]
     parts = {key.removeprefix("part: "): value for key, value in totals.items() if key.startswith("part: ")}
     inside_blocks = totals["block: window"] + totals["block: global"]
-    labelled = sum(parts.values())
+    labelled = sum(value for name, value in parts.items() if name != "patch embedding")  # inside the blocks
     attention = parts.pop("attention", 0.0)
     matmuls = sum(s for name, s, _ in operators if name in ("aten::bmm", "aten::baddbmm"))
     parts["attention matmuls (scores, weighted sums, bias einsums)"] = matmuls
