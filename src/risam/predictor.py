@@ -219,8 +219,8 @@ class RISAMPredictor:
         (``risam.data.transforms.logits_to_masks`` turns them into masks at the image's size)."""
         texts = [text] if isinstance(text, str) else list(text)
         check_expressions(texts, self.max_expressions)
-        tokens = self.tokenize(texts, stacklevel=3)
-        return torch.cat([self._logits(self._image(encoded), row)[0] for row in tokens.to(self.device).split(1)])
+        logits, _ = self._rows_logits(self._image(encoded), self.tokenize(texts, stacklevel=3), return_attention=False)
+        return logits
 
     def predict_with_attention(
         self, text: str, encoded: EncodedImage | None = None
@@ -256,22 +256,11 @@ class RISAMPredictor:
         return results, attention, torch.cat(token_chunks)
 
     @torch.no_grad()
-    def _logits(
-        self, encoded: EncodedImage, tokens: torch.Tensor, return_attention: bool = False
+    def _rows_logits(
+        self, encoded: EncodedImage, tokens: torch.Tensor, return_attention: bool
     ) -> tuple[torch.Tensor, list[FusionOutput]]:
-        """One expression's logits, 1 x S/4 x S/4, from its token ids (1 x L), and with
-        ``return_attention`` every MA block's outputs."""
-        features, padding = self.model.encode_text(tokens)
-        if return_attention:
-            return self.model.decode(encoded.visual, features, padding, return_attention=True)
-        return self.model.decode(encoded.visual, features, padding), []
-
-    @torch.no_grad()
-    def _decode(
-        self, texts: list[str], tokens: torch.Tensor, encoded: EncodedImage, return_attention: bool
-    ) -> tuple[list[Prediction], list[FusionOutput]]:
-        """Predictions for one chunk of N ``texts`` with token ids ``tokens`` (N x L) in ``encoded``, and
-        with ``return_attention`` every MA block's outputs."""
+        """The logits of N expressions, N x 4G x 4G, from their token ids (N x L), and with
+        ``return_attention`` the last expression's MA block outputs."""
         # Each expression runs through the text encoder and the head alone (batch 1): in bf16 (and, by a
         # few 1e-5 of a logit, in fp32) a kernel's rounding depends on the batch it runs in, so a batched
         # call would let the other expressions of the call move a mask's border pixels. Alone, a mask
@@ -279,9 +268,20 @@ class RISAMPredictor:
         attention: list[FusionOutput] = []
         rows_logits = []
         for row in tokens.to(self.device).split(1):
-            logits, attention = self._logits(encoded, row, return_attention)
+            features, padding = self.model.encode_text(row)
+            if return_attention:
+                logits, attention = self.model.decode(encoded.visual, features, padding, return_attention=True)
+            else:
+                logits = self.model.decode(encoded.visual, features, padding)
             rows_logits.append(logits)
-        logits = torch.cat(rows_logits)
+        return torch.cat(rows_logits), attention
+
+    def _decode(
+        self, texts: list[str], tokens: torch.Tensor, encoded: EncodedImage, return_attention: bool
+    ) -> tuple[list[Prediction], list[FusionOutput]]:
+        """Predictions for one chunk of N ``texts`` with token ids ``tokens`` (N x L) in ``encoded``, and
+        with ``return_attention`` every MA block's outputs."""
+        logits, attention = self._rows_logits(encoded, tokens, return_attention)
         size = self.model.image_encoder.config.img_size
         masks, scores = logits_to_masks(logits, size, encoded.resized_size, encoded.original_size, self.threshold)
         rows = zip(texts, masks, scores, strict=True)

@@ -38,6 +38,17 @@ class RelativePositionAttention(nn.Module):
         return relative_position_attention(q, k, v, rel_h, rel_w, grid, self.chunk, self.fold_bias)
 
 
+def decomposed_bias(q: Tensor, rel_h: Tensor, rel_w: Tensor, grid: tuple[int, int]) -> tuple[Tensor, Tensor]:
+    """SAM's decomposed relative-position bias of queries ``q`` (N x T x d, T = gh x gw tokens):
+    q . rel_h[h(i), kh], N x T x gh, and q . rel_w[w(i), kw], N x T x gw."""
+    count, tokens, dim = q.shape
+    height, width = grid
+    grid_q = q.reshape(count, height, width, dim)
+    bias_h = torch.einsum("nhwc,hkc->nhwk", grid_q, rel_h).reshape(count, tokens, height)
+    bias_w = torch.einsum("nhwc,wkc->nhwk", grid_q, rel_w).reshape(count, tokens, width)
+    return bias_h, bias_w
+
+
 def relative_position_attention(
     q: Tensor,
     k: Tensor,
@@ -64,9 +75,7 @@ def relative_position_attention(
     """
     count, tokens, dim = q.shape
     height, width = grid
-    grid_q = q.view(count, height, width, dim)
-    bias_h = torch.einsum("nhwc,hkc->nhwk", grid_q, rel_h).reshape(count, tokens, height)
-    bias_w = torch.einsum("nhwc,wkc->nhwk", grid_q, rel_w).reshape(count, tokens, width)
+    bias_h, bias_w = decomposed_bias(q, rel_h, rel_w, grid)
     if fold_bias:
         position = torch.arange(tokens, device=q.device)
         codes = torch.cat([F.one_hot(position // width, height), F.one_hot(position % width, width)], 1)
@@ -121,9 +130,7 @@ class ChunkedGlobalAttention(nn.Module):
         q, k, v = qkv.permute(2, 0, 3, 1, 4).reshape(3, batch * self.num_heads, tokens, -1).unbind(0)
         rel_h = get_rel_pos(height, height, self.rel_pos_h)
         rel_w = get_rel_pos(width, width, self.rel_pos_w)
-        grid_q = q.reshape(-1, height, width, q.shape[-1])
-        bias_h = torch.einsum("bhwc,hkc->bhwk", grid_q, rel_h).reshape(-1, tokens, height)
-        bias_w = torch.einsum("bhwc,wkc->bhwk", grid_q, rel_w).reshape(-1, tokens, width)
+        bias_h, bias_w = decomposed_bias(q, rel_h, rel_w, (height, width))
         out = torch.empty_like(q)
         for start in range(0, tokens, self.chunk):
             rows = slice(start, min(start + self.chunk, tokens))
