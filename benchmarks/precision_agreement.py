@@ -20,12 +20,12 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from risam.config.experiment import load_config
 from risam.data.dataset import identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.evaluator import predict_masks
 from risam.engine.experiment import build_dataset
 from risam.evaluation.metrics import MetricAccumulator
+from risam.io.config_files import load_config
 from risam.precision import native_bf16
 from risam.registry.create import create_model
 from risam.registry.files import resolve_checkpoint

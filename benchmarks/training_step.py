@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from risam import create_model
-from risam.config.experiment import load_config
 from risam.evaluation.losses import risam_loss
+from risam.io.config_files import load_config
 
 
 def time_steps(fused: bool, steps: int, warmup: int, batch: dict[str, torch.Tensor]) -> tuple[float, float]:

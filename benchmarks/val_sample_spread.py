@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from risam.config import load_config
 from risam.data.dataset import identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.evaluator import predict_masks
 from risam.engine.experiment import build_dataset
+from risam.io.config_files import load_config
 from risam.registry.create import create_model
 from risam.registry.files import DEFAULT_PRETRAINED, resolve_checkpoint
 

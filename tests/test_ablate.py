@@ -13,8 +13,8 @@ from risam.ablation.figure import FULL_COLOUR, draw_ablation
 from risam.ablation.summary import judge, spread
 from risam.cli import main
 from risam.config import ConfigError
-from risam.config.experiment import load_config
 from risam.data.refshapes import generate_refshapes
+from risam.io.config_files import load_config
 
 
 def test_variant_names_and_their_errors(tmp_path, capsys):

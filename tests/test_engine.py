@@ -20,12 +20,13 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from risam.cli import main
 from risam.config import ConfigError
-from risam.config.experiment import RECIPES_DIR, OptimSection, load_config
+from risam.config.experiment import RECIPES_DIR, OptimSection
 from risam.data.refshapes import generate_refshapes
 from risam.engine.evaluator import write_results
 from risam.engine.logger import TrainingLogger
 from risam.engine.trainer import Trainer, TrainingError, lr_at_epoch
 from risam.io.checkpoint import load_training_state
+from risam.io.config_files import load_config
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from risam.config import ConfigError
-from risam.config.experiment import load_config
 from risam.data.refshapes import generate_refshapes
 from risam.engine.feature_cache import FeatureCache
 from risam.engine.trainer import Trainer
+from risam.io.config_files import load_config
 
 
 @pytest.fixture(scope="module")

@@ -84,7 +84,7 @@ def test_folder_and_unreadable_image_are_named_as_such(tmp_path, tiny_weights, p
     folder.mkdir()
     code, _, err = _run(capsys, _segment(tiny_weights, folder, tmp_path / "out", "the dog"))
     assert code == 2
-    _assert_one_line(err, "folder.png: is a folder")
+    _assert_one_line(err, "folder.png: a folder with no images in it")  # a folder stands for its images
 
     photo.chmod(0)
     try:

@@ -12,11 +12,11 @@ from PIL import Image
 from risam import create_model
 from risam.cli import main
 from risam.config import ConfigError
-from risam.config.experiment import load_config
 from risam.data.refshapes import generate_refshapes
 from risam.demo.examples import load_examples
 from risam.engine.experiment import place_model
 from risam.info import model_info
+from risam.io.config_files import load_config
 from risam.precision import AUTO_PRECISION_ENV, choose_precision, cpu_bf16_features, warn_if_emulated
 from risam.predictor import RISAMPredictor
 
@@ -175,3 +175,13 @@ def test_frozen_encoders_run_in_their_own_precision_under_autocast():
     for exact, under_autocast in zip([*taps, words], [*autocast_taps, autocast_words], strict=True):
         assert under_autocast.dtype == torch.float32
         torch.testing.assert_close(under_autocast, exact, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:precision bf16")
+def test_a_precision_chosen_once_is_what_the_model_and_the_predictor_use():
+    choice = choose_precision("bf16", "cpu")
+    model = create_model("risam_tiny", precision=choice)
+    assert _dtypes(model.image_encoder) == {torch.bfloat16}
+    predictor = RISAMPredictor(model, precision=choice)
+    assert predictor.precision is choice  # taken as given, not chosen again
+    assert RISAMPredictor(create_model("risam_tiny"), precision="fp32").precision.name == "fp32"

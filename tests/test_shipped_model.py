@@ -9,12 +9,13 @@ from PIL import Image
 
 from risam import get_config, save_weights
 from risam.cli import main
-from risam.config import ConfigError, load_config
+from risam.config import ConfigError
 from risam.data.refshapes import generate_refshapes
 from risam.demo.examples import load_examples, write_examples
 from risam.engine.evaluator import run_evaluation
 from risam.engine.export import export_run
-from risam.io.config_files import save_config
+from risam.io.config_files import load_config, save_config
+from risam.io.state_dict import CheckpointError
 from risam.io.weights import RECORD_KEYS, load_weights, weights_metadata
 from risam.modeling.build import build_model
 from risam.predictor import RISAMPredictor
@@ -129,7 +130,11 @@ def test_a_paper_model_without_its_encoder_files_names_them(tmp_path, capsys):
     assert "\n" not in line and "risam_vit_b model" in line
     assert "sam_vit_b_01ec64.pth from https://dl.fbaipublicfiles.com/segment_anything/" in line
     assert "ViT-B-16.pt from https://openaipublic.azureedge.net/clip/models/" in line
+    assert "pass --sam-checkpoint sam_vit_b_01ec64.pth" in line and "and --clip-checkpoint ViT-B-16.pt" in line
     assert not (tmp_path / "out").exists()
+    with pytest.raises(CheckpointError, match=r"pass sam_checkpoint= sam_vit_b_01ec64\.pth") as raised:
+        RISAMPredictor.from_checkpoint(weights)
+    assert "--sam-checkpoint" not in str(raised.value)  # the library names its parameters; the CLI, its flags
     timing_run = ["segment", "--random-encoders", "--checkpoint", str(weights), str(image), "x"]
     assert main([*timing_run, "-o", str(tmp_path / "random")]) == 0
 

@@ -6,10 +6,9 @@ import pytest
 from PIL import Image, ImageFont
 
 from risam import create_model, get_config, save_weights
-from risam.config.experiment import load_config
 from risam.data.records import Expression, ImageRecord, ReferSplit
 from risam.data.refshapes import generate_refshapes
-from risam.drawing.overlays import mask_iou, sheet_rows
+from risam.drawing.overlays import sheet_rows
 from risam.drawing.viz import (
     MIN_PANEL_WIDTH,
     PREDICTION_COLOR,
@@ -27,6 +26,8 @@ from risam.drawing.viz import (
     sheet_picture,
     wrap_text,
 )
+from risam.evaluation.metrics import mask_iou
+from risam.io.config_files import load_config
 from risam.quickstart import _draw_overlays
 
 

@@ -13,6 +13,7 @@ from risam.version import __version__
 
 if TYPE_CHECKING:
     from risam.config import RISAMConfig
+    from risam.io.config_files import load_config
     from risam.io.weights import load_weights, save_weights
     from risam.modeling.model import RISAM
     from risam.predictor import RISAMPredictor
@@ -27,6 +28,7 @@ _EXPORTS = {
     "create_model": "risam.registry.create",
     "get_config": "risam.registry.names",
     "list_models": "risam.registry.names",
+    "load_config": "risam.io.config_files",
     "load_weights": "risam.io.weights",
     "save_weights": "risam.io.weights",
 }
@@ -39,6 +41,7 @@ __all__ = [
     "create_model",
     "get_config",
     "list_models",
+    "load_config",
     "load_weights",
     "save_weights",
 ]

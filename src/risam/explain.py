@@ -71,12 +71,12 @@ def explain(
     blocks = len(model.fusion)
     if not -blocks <= block < blocks:
         raise ExplainError(
-            f"--block {block}: the model has {blocks} fusion blocks; give 0..{blocks - 1} or -1 for the last"
+            f"block={block}: the model has {blocks} fusion blocks; give 0..{blocks - 1} or -1 for the last"
         )
     if pixel is not None and not (0 <= pixel[0] < width and 0 <= pixel[1] < height):
         raise ExplainError(
-            f"--pixel {pixel[0]} {pixel[1]}: outside the {width}x{height} image; "
-            f"give 0 <= X < {width} and 0 <= Y < {height}"
+            f"pixel=({pixel[0]}, {pixel[1]}): outside the {width}x{height} image; "
+            f"give 0 <= x < {width} and 0 <= y < {height}"
         )
     prediction, outputs, tokens = predictor.predict_with_attention(text, image)
     attention = outputs[block]

@@ -12,14 +12,16 @@ from typing import Any
 
 import torch
 
-from risam.config.experiment import ExperimentConfig, load_config
+from risam.config.experiment import ExperimentConfig
 from risam.data.dataset import read_image
 from risam.data.refshapes import generate_refshapes
 from risam.drawing.viz import prediction_panel
 from risam.engine.evaluator import predict_masks, run_evaluation
 from risam.engine.experiment import build_dataset
 from risam.engine.trainer import train
+from risam.io.config_files import load_config
 from risam.io.files import atomic_write_json
+from risam.io.images import atomic_save_image
 from risam.registry.create import create_model
 
 
@@ -69,6 +71,6 @@ def _draw_overlays(config: ExperimentConfig, checkpoint: Path, folder: Path, cou
         image = read_image(dataset.split.images[expression.image_id])
         iou = mask_iou(predictions[index], targets[index])
         panel = prediction_panel(image, predictions[index], targets[index], expression.sentence, iou)
-        panel.save(folder / f"{row:02d}_sent{expression.sent_id}.png")
+        atomic_save_image(folder / f"{row:02d}_sent{expression.sent_id}.png", panel, "PNG")
     if rows:
-        draw_sheet(dataset.split, rows, predictions).image.save(folder / "sheet.png")
+        atomic_save_image(folder / "sheet.png", draw_sheet(dataset.split, rows, predictions).image, "PNG")

@@ -7,8 +7,11 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+from PIL import Image
+
 from risam.ablation.variants import TAU_VARIANTS
-from risam.io.files import atomic_path
+from risam.io.images import atomic_save_image
 
 FULL_COLOUR = "#c0392b"
 VARIANT_COLOUR = "#5d7fa3"
@@ -75,7 +78,7 @@ def _draw_tau_sweep(axes: Any, rows: Sequence[Mapping[str, Any]], baseline: floa
 
 
 def draw_ablation(table: Mapping[str, Any], path: str | os.PathLike) -> None:
-    """The measured variants of ``table`` as a PNG, written atomically.
+    """The measured variants of ``table`` as an RGBA PNG, written atomically.
 
     Top: a horizontal bar per variant in table order (the tau sweep's points left out when it is drawn): mean
     overall IoU over the seeds, error bars from the worst to the best seed, ``full`` in its own colour with a
@@ -110,5 +113,6 @@ def draw_ablation(table: Mapping[str, Any], path: str | os.PathLike) -> None:
             bar_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if sweep:
         _draw_tau_sweep(panels.pop(0), sweep, baseline)
-    with atomic_path(path) as temporary:
-        canvas.print_png(temporary)
+    canvas.draw()
+    picture = Image.fromarray(np.asarray(canvas.buffer_rgba()))
+    atomic_save_image(path, picture, "PNG", dpi=(figure.dpi, figure.dpi))

@@ -28,6 +28,7 @@ from risam.engine.distributed import init_distributed
 from risam.engine.evaluator import run_evaluation
 from risam.engine.trainer import train
 from risam.io.files import atomic_write_json, atomic_write_text
+from risam.io.reading import read_json
 from risam.modeling.build import build_model
 from risam.registry.names import get_config
 
@@ -177,11 +178,11 @@ def _recorded_run(config: ExperimentConfig, split: str) -> dict[str, Any] | None
     path = Path(config.train.output_dir) / RUN_RECORD
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
+    record = read_json(path)
     if record.get("settings") != _settings(config, split):
         raise ConfigError(
             f"{path} records a run with other settings than this command's (budget, data, split or overrides); "
-            "give another --out, or delete that run's folder to run it again"
+            "give another out= folder, or delete that run's folder to run it again"
         )
     return record
 

@@ -66,8 +66,8 @@ def run_data_check(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from risam.config.experiment import load_config
     from risam.engine.trainer import train
+    from risam.io.config_files import load_config
 
     results = train(load_config(args.config, args.set + _precision_override(args)), resume=args.resume)
     if results:
@@ -76,9 +76,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from risam.config.experiment import load_config
     from risam.engine.evaluator import run_evaluation
     from risam.evaluation.metrics import results_table
+    from risam.io.config_files import load_config
 
     compile_override = ["eval.compile=true"] if args.compile else []
     config = load_config(args.config, args.set + _precision_override(args) + compile_override)
@@ -90,7 +90,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_ablate(args: argparse.Namespace) -> int:
     from risam.ablation import ablation_markdown, describe_variants, list_variants, run_ablation
     from risam.config import ConfigError
-    from risam.config.experiment import load_config
+    from risam.io.config_files import load_config
 
     config = load_config(args.config, args.set)
     if args.list:
@@ -129,44 +129,20 @@ def run_pretrain_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_segment(args: argparse.Namespace) -> int:
-    from risam.drawing.segment_output import SegmentationWriter
-    from risam.errors import InputError
-    from risam.io.images import load_image
-    from risam.predictor import MAX_EXPRESSIONS, check_expressions
-
-    expressions = [argument_text(text) for text in args.expressions]
-    check_expressions(expressions, MAX_EXPRESSIONS)
-    if args.output.exists() and not args.output.is_dir():
-        raise InputError(f"-o {args.output}: exists and is not a folder; give a folder for the masks and overlays")
-    predictor = _predictor(args, threshold=args.threshold)
-    image = load_image(args.image)
-    predictor.set_image(image)
-    writer = SegmentationWriter(image, args.output)
-    for start in range(0, len(expressions), predictor.expression_chunk):
-        chunk = predictor.predict(expressions[start : start + predictor.expression_chunk])
-        for record in writer.add(chunk):
-            print(terminal_safe(f"{record['score']:.3f}  {record['bbox']}  {record['text']}"))
-    writer.finish(str(args.image), _model_label(args), predictor.model.encoder_precision)
-    return 0
-
-
 def run_explain(args: argparse.Namespace) -> int:
     from risam.errors import InputError
     from risam.explain import explain, render_explanation
-    from risam.io.files import atomic_path
-    from risam.io.images import load_image
+    from risam.io.images import atomic_save_image, load_image
 
     if args.output.is_dir():
         raise InputError(f"{args.output}: is a folder; give the figure's file name, e.g. figure.png")
-    predictor = _predictor(args)
+    predictor = predictor_of(args)
     image = load_image(args.image)
     predictor.set_image(image)
     expression = argument_text(args.expression)
     result = explain(predictor, expression, pixel=tuple(args.pixel) if args.pixel else None, block=args.block)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.output) as temporary:
-        render_explanation(image, result).save(temporary, format="PNG")
+    atomic_save_image(args.output, render_explanation(image, result), "PNG")
     weights = ", ".join(f"{w}={v:.2f}" for w, v in zip(result.words, result.word_weights, strict=True))
     print(terminal_safe(f"wrote {args.output}; word weights at {result.pixel}: {weights}"))
     return 0
@@ -207,7 +183,7 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _predictor(args: argparse.Namespace, **options: float) -> RISAMPredictor:
+def predictor_of(args: argparse.Namespace, **options: float) -> RISAMPredictor:
     """The predictor of ``--checkpoint`` (a file, a shipped model's name, or the built-in default)."""
     from risam.predictor import RISAMPredictor
 
@@ -226,7 +202,7 @@ def _precision_override(args: argparse.Namespace) -> list[str]:
     return [] if args.precision is None else [f"train.encoder_precision={args.precision}"]
 
 
-def _model_label(args: argparse.Namespace) -> str:
+def model_label(args: argparse.Namespace) -> str:
     """The weights a command used, as written in its outputs: the file, or the shipped model's name."""
     from risam.registry.files import DEFAULT_PRETRAINED
 

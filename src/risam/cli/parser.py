@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import NoReturn
 
+from risam.cli.argument_types import non_negative_int, png_path, positive_int, probability, seed_list
 from risam.cli.commands import (
     run_ablate,
     run_convert_clip,
-    run_data_check,
-    run_data_download,
-    run_data_synth,
     run_demo,
     run_download,
     run_evaluate,
@@ -21,14 +18,13 @@ from risam.cli.commands import (
     run_info,
     run_pretrain_tiny,
     run_quickstart,
-    run_segment,
     run_train,
 )
+from risam.cli.data_parser import add_data_command
+from risam.cli.segment_command import run_segment
 from risam.cli.text import terminal_safe
 from risam.config import DEFAULT_THRESHOLD
 from risam.config.experiment import PRECISIONS
-from risam.data.catalog import DATASETS
-from risam.data.download import DOWNLOADS
 from risam.registry.files import CLIP_WEIGHTS, DEFAULT_PRETRAINED, DOWNLOAD, SAM_WEIGHTS, SHIPPED_MODEL_LIMITS
 from risam.registry.names import list_models
 
@@ -41,41 +37,15 @@ REAL_DATA_PATH = f"""from a fresh machine with internet to RefCOCO numbers:
 """
 
 
+# ``--set KEY=VALUE`` of the commands that read an experiment config.
+_OVERRIDES = {"action": "append", "default": [], "metavar": "KEY=VALUE", "help": "override a config value"}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors as one line (no usage block), exit code 2."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {terminal_safe(message)} (see {self.prog} --help)\n")
-
-
-def _threshold(text: str) -> float:
-    """``--threshold``: a probability strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a probability strictly between 0 and 1")
-    return value
-
-
-def _seed_list(text: str) -> list[int]:
-    """``--seeds``: comma-separated non-negative integers."""
-    try:
-        seeds = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or any(seed < 0 for seed in seeds):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds such as 0,1,2")
-    return seeds
-
-
-def _png_path(text: str) -> Path:
-    """``-o`` of a figure: a file name ending in .png."""
-    path = Path(text)
-    if path.suffix.lower() != ".png":
-        raise argparse.ArgumentTypeError(f"{text!r}: the figure is a PNG; give a file name ending in .png")
-    return path
 
 
 def _weights_help() -> str:
@@ -146,7 +116,7 @@ def _add_model_command(
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every ``risam`` subcommand."""
+    """The argument parser of every ``risam`` subcommand (each added by its own ``_add_*`` function)."""
     parser = _Parser(
         prog="risam",
         description="Referring image segmentation with RISAM.",
@@ -154,20 +124,45 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (
+        _add_info,
+        _add_train,
+        _add_evaluate,
+        _add_ablate,
+        _add_quickstart,
+        _add_pretrain_tiny,
+        _add_segment,
+        _add_explain,
+        _add_convert_clip,
+        _add_demo,
+        _add_export,
+        _add_download,
+    ):
+        add(commands)
+    add_data_command(commands)
+    return parser
 
+
+def _add_info(commands: argparse._SubParsersAction) -> None:
+    """``risam info MODEL``: a model's parts and parameter counts."""
     info = commands.add_parser("info", help="a model's parts, parameter counts and input settings")
     info.add_argument("model", nargs="?", default="risam_vit_h", choices=list_models(), help="registered model")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.set_defaults(run=run_info)
 
-    overrides = {"action": "append", "default": [], "metavar": "KEY=VALUE", "help": "override a config value"}
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    """``risam train --config EXPERIMENT``: train a model."""
     train = commands.add_parser("train", help="train a model (torchrun for several processes)")
     train.add_argument("--config", required=True, help="experiment YAML, or a shipped name such as refcoco")
-    train.add_argument("--set", **overrides)
+    train.add_argument("--set", **_OVERRIDES)
     train.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/checkpoints/last.pt")
     _add_precision(train, None)
     train.set_defaults(run=run_train)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    """``risam evaluate``: a RISAM weights file on a split."""
     evaluate = commands.add_parser("evaluate", help="evaluate a RISAM weights file on a split")
     evaluate.add_argument("--config", required=True, help="experiment YAML, or a shipped name")
     evaluate.add_argument(
@@ -175,22 +170,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--split", required=True, help="split to evaluate, e.g. val, testA")
     evaluate.add_argument("--output", type=Path, default=None, help="results JSON (a .md table is written beside)")
-    evaluate.add_argument("--set", **overrides)
+    evaluate.add_argument("--set", **_OVERRIDES)
     _add_precision(evaluate, None)
     _add_compile(evaluate)
     evaluate.set_defaults(run=run_evaluate)
 
+
+def _add_ablate(commands: argparse._SubParsersAction) -> None:
+    """``risam ablate``: the paper's ablations and baselines, trained and tabulated alike."""
     ablate = commands.add_parser(
         "ablate", help="train and evaluate the paper's ablations and baselines alike, and tabulate them"
     )
     ablate.add_argument("--config", required=True, help="experiment YAML, or a shipped name such as refcoco")
     ablate.add_argument("--variants", default=None, help="comma-separated variant names, e.g. full,no_fe,conv_fusion")
-    ablate.add_argument("--set", **overrides)
+    ablate.add_argument("--set", **_OVERRIDES)
     ablate.add_argument("--out", type=Path, default=None, help="output folder (default: TRAIN.OUTPUT_DIR/ablation)")
     ablate.add_argument("--split", default=None, help="split to evaluate (default: the config's val split)")
     ablate.add_argument(
         "--seeds",
-        type=_seed_list,
+        type=seed_list,
         default=None,
         help="comma-separated training seeds, each variant run once per seed, e.g. 0,1,2 (default: train.seed); "
         "runs already in OUT are kept, so an interrupted table continues where it stopped",
@@ -201,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ablate.set_defaults(run=run_ablate)
 
+
+def _add_quickstart(commands: argparse._SubParsersAction) -> None:
+    """``risam quickstart``: RefShapes, a trained risam_tiny head, its scores and overlays."""
     quick = commands.add_parser(
         "quickstart",
         help="generate RefShapes, train risam_tiny's head on its frozen shipped encoders, evaluate, draw overlays",
@@ -210,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--seed", type=int, default=0, help="random seed")
     quick.set_defaults(run=run_quickstart)
 
+
+def _add_pretrain_tiny(commands: argparse._SubParsersAction) -> None:
+    """``risam pretrain-tiny``: the tiny encoders that ship in the package."""
     from risam.pretrain.defaults import DEFAULT_IMAGE_STEPS, DEFAULT_IMAGES, DEFAULT_SEED, DEFAULT_TEXT_STEPS
 
     pretrain = commands.add_parser(
@@ -229,23 +233,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pretrain.set_defaults(run=run_pretrain_tiny)
 
+
+def _add_segment(commands: argparse._SubParsersAction) -> None:
+    """``risam segment IMAGE... EXPRESSION...``: mask PNGs, overlays and JSON, for one image or many."""
     segment = _add_model_command(
         commands,
         "segment",
-        help="segment expressions in an image: mask PNGs, overlays, JSON",
-        description="Segment the regions that expressions describe.",
+        help="segment expressions in images: mask PNGs, overlays, JSON (one image, folders, globs, a manifest)",
+        description="Segment the regions that expressions describe, in one image or many in one process. "
+        "Arguments that name images (files, folders, globs such as 'photos/*.jpg') come first, then the "
+        "expressions. One image file writes its files into OUT; several images, a folder, a glob or "
+        "--manifest write OUT/KEY/ per image and OUT/predictions.jsonl, and a rerun skips finished images.",
     )
-    segment.add_argument("image", type=Path, help="image file")
-    segment.add_argument("expressions", nargs="+", help="one or more expressions (at most 100 per call)")
+    segment.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="IMAGE... EXPRESSION",
+        help="image files, folders or globs, then expressions (at most 100 per image)",
+    )
+    segment.add_argument(
+        "-e", "--expression", action="append", default=[], help="an expression (repeatable; for any text)"
+    )
+    segment.add_argument(
+        "--manifest",
+        type=Path,
+        default=None,
+        help='JSONL, one {"image": PATH, "expressions": [...]} per line (PATH relative to the manifest); '
+        "the command line's expressions apply to images with none",
+    )
     segment.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     segment.add_argument(
         "--threshold",
-        type=_threshold,
+        type=probability,
         default=DEFAULT_THRESHOLD,
         help=f"sigmoid threshold, in (0, 1) (default {DEFAULT_THRESHOLD})",
     )
+    segment.add_argument(
+        "--format",
+        choices=("risam", "coco"),
+        default="risam",
+        help="coco: also OUT/coco_results.json in COCO's results format (image ids from COCO file names)",
+    )
+    segment.add_argument(
+        "--batch-size", type=positive_int, default=1, help="images through the image encoder at once (default 1)"
+    )
+    segment.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=None,
+        help="processes reading images ahead (default: up to 4 on a GPU, none on the CPU, whose cores the "
+        "encoder keeps busy)",
+    )
     segment.set_defaults(run=run_segment)
 
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
+    """``risam explain IMAGE EXPRESSION``: per-word attention maps as a figure."""
     explain = _add_model_command(
         commands,
         "explain",
@@ -254,11 +297,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("image", type=Path, help="image file")
     explain.add_argument("expression", help="the expression")
-    explain.add_argument("-o", "--output", type=_png_path, required=True, help="figure file (.png)")
+    explain.add_argument("-o", "--output", type=png_path, required=True, help="figure file (.png)")
     explain.add_argument("--pixel", type=int, nargs=2, metavar=("X", "Y"), help="default: the mask's centre")
     explain.add_argument("--block", type=int, default=-1, help="Mutual-Aware Attention block (default: last)")
     explain.set_defaults(run=run_explain)
 
+
+def _add_convert_clip(commands: argparse._SubParsersAction) -> None:
+    """``risam convert-clip SRC DST``: a CLIP file's text tower as safetensors."""
     convert = commands.add_parser(
         "convert-clip", help="write a CLIP checkpoint's text tower to safetensors (once, for files risam won't read)"
     )
@@ -272,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.set_defaults(run=run_convert_clip)
 
+
+def _add_demo(commands: argparse._SubParsersAction) -> None:
+    """``risam demo``: the web page."""
     demo = _add_model_command(
         commands,
         "demo",
@@ -284,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compile(demo)
     demo.set_defaults(run=run_demo)
 
+
+def _add_export(commands: argparse._SubParsersAction) -> None:
+    """``risam export RUN OUT``: a run's weights as one file with its record."""
     export = commands.add_parser(
         "export", help="a finished run's weights as one file that records its recipe, command, seed and results"
     )
@@ -296,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--cost", default=None, help="what the run cost, to record (e.g. 1 h 50 min on 2 CPU cores)")
     export.set_defaults(run=run_export)
 
+
+def _add_download(commands: argparse._SubParsersAction) -> None:
+    """``risam download NAME...``: the official encoder files into the cache."""
     download = commands.add_parser(
         "download",
         help="fetch the official SAM and CLIP files into the cache",
@@ -308,39 +363,3 @@ def build_parser() -> argparse.ArgumentParser:
         "names", nargs="+", choices=[*SAM_WEIGHTS, *CLIP_WEIGHTS, "all"], metavar="NAME", help=_weights_help()
     )
     download.set_defaults(run=run_download)
-
-    data = commands.add_parser("data", help="datasets: download, generate RefShapes, check a data root")
-    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="DATA_COMMAND")
-    synth = data_commands.add_parser("synth", help="write the RefShapes synthetic benchmark in REFER formats")
-    synth.add_argument("--out", type=Path, required=True, help="data root to write")
-    synth.add_argument("--images", type=int, default=1000, help="number of images (default 1000)")
-    synth.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    synth.add_argument(
-        "--refer-layout",
-        action="store_true",
-        help="write the files where REFER and gRefCOCO look for RefCOCO and gRefCOCO (OUT/refcoco, OUT/grefcoco, "
-        "images under OUT/images/mscoco/images/train2014), so that REFER(OUT, 'refcoco', 'unc') opens them; "
-        "risam reads them as --dataset refcoco and grefcoco",
-    )
-    synth.set_defaults(run=run_data_synth)
-    fetch = data_commands.add_parser(
-        "download",
-        help="fetch a dataset's annotations (and COCO train2014) into a data root, then check it",
-        description="Fetch a dataset's published annotation files into ROOT in the layout risam data check "
-        "expects, then run that check. The sources are the datasets' own READMEs (docs/data.md).",
-    )
-    fetch.add_argument("dataset", choices=list(DOWNLOADS), help="dataset to fetch")
-    fetch.add_argument("--root", type=Path, required=True, help="data root to fill")
-    fetch.add_argument(
-        "--images",
-        action="store_true",
-        help="also fetch COCO train2014 (13 GiB, about 26 GiB of disk while it is unpacked)",
-    )
-    fetch.add_argument("--url-base", default=None, help="a mirror: every file is fetched as URL_BASE/<file name>")
-    fetch.set_defaults(run=run_data_download)
-    check = data_commands.add_parser("check", help="validate a data root and print counts per split")
-    check.add_argument("root", type=Path, help="data root (REFER layout)")
-    check.add_argument("--dataset", required=True, choices=list(DATASETS), help="dataset to check")
-    check.add_argument("--image-root", type=Path, default=None, help="image folder, if not under the root")
-    check.set_defaults(run=run_data_check)
-    return parser

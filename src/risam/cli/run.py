@@ -8,6 +8,7 @@ import sys
 import warnings
 from collections.abc import Iterator, Sequence
 
+from risam.cli.flags import in_flags
 from risam.cli.parser import build_parser
 from risam.cli.text import terminal_safe
 
@@ -18,7 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Bad input (a file, image, expression, config, checkpoint or argument that cannot be used,
     a file that cannot be read or written) prints one readable line to stderr and returns 2,
     never a traceback. An unexpected failure prints one line naming it and returns 1; set
-    RISAM_TRACEBACK=1 to see its traceback. A warning is one line, ``risam COMMAND: warning: ...``.
+    RISAM_TRACEBACK=1 to see its traceback. A warning is one line, ``risam COMMAND: warning: ...``. Both
+    name the command's flags where the library names a parameter (:mod:`risam.cli.flags`).
     The process keeps freed memory for reuse (:func:`risam.cpu_memory.reuse_freed_memory`).
     """
     from risam.cpu_memory import reuse_freed_memory
@@ -30,7 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _one_line_warnings(args.command):
             return args.run(args)
     except (InputError, OSError) as error:
-        print(f"risam {args.command}: error: {terminal_safe(_one_line(error))}", file=sys.stderr)
+        message = in_flags(args.command, _one_line(error))
+        print(f"risam {args.command}: error: {terminal_safe(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"risam {args.command}: interrupted", file=sys.stderr)
@@ -53,7 +56,7 @@ def _one_line_warnings(command: str) -> Iterator[None]:
     previous = warnings.formatwarning
 
     def format_warning(message: Warning | str, *_: object, **__: object) -> str:
-        return f"risam {command}: warning: {terminal_safe(str(message))}\n"
+        return f"risam {command}: warning: {terminal_safe(in_flags(command, str(message)))}\n"
 
     warnings.formatwarning = format_warning
     try:

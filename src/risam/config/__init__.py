@@ -2,11 +2,12 @@
 
 - :mod:`risam.config.model`: what a model is (``RISAMConfig``: image encoder, text encoder, head).
 - :mod:`risam.config.experiment`: what a run does (``ExperimentConfig``: model files, data, batch,
-  optimizer, training, evaluation), read from the YAML recipes in ``risam/recipes/``.
+  optimizer, training, evaluation), parsed from YAML such as the recipes in ``risam/recipes/`` (the files are
+  read by :func:`risam.io.config_files.load_config`).
 - :mod:`risam.config.parse`: typed dataclasses from plain dicts, and :class:`ConfigError`.
 """
 
-from risam.config.experiment import DEFAULT_THRESHOLD, ExperimentConfig, load_config
+from risam.config.experiment import DEFAULT_THRESHOLD, ExperimentConfig, config_from_yaml
 from risam.config.model import (
     SAM_PIXEL_MEAN,
     SAM_PIXEL_STD,
@@ -27,5 +28,5 @@ __all__ = [
     "ImageEncoderConfig",
     "RISAMConfig",
     "TextEncoderConfig",
-    "load_config",
+    "config_from_yaml",
 ]

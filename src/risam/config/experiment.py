@@ -186,35 +186,29 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from error
 
 
-def _read_yaml(path: Path) -> Any:
-    """The YAML document in the file ``path``, which must be UTF-8 text."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); save the config as UTF-8") from error
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the config ({error.strerror or error})") from error
-    return _parse_yaml(text, str(path))
-
-
-def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read a YAML experiment config (a path or a shipped name; None: the defaults), apply overrides.
+def config_from_yaml(
+    document: bytes | None, source: str = "defaults", overrides: list[str] | tuple[str, ...] = ()
+) -> ExperimentConfig:
+    """The experiment config of a YAML ``document`` (the bytes of a UTF-8 file; None: the defaults) with
+    ``overrides`` applied; ``source`` names the document in errors (the file's path).
 
     Override values are parsed as YAML (``optim.lr=1e-3``, ``optim.milestones=[3,4]``,
-    ``model.overrides={head.tau: 0.3}``, ``data.root=/data``).
+    ``model.overrides={head.tau: 0.3}``, ``data.root=/data``). The file-reading counterpart is
+    :func:`risam.io.config_files.load_config`.
     """
     data: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = resolve_config_path(path)
-        source = str(path)
-        loaded = _read_yaml(path)
+    if document is not None:
+        try:
+            text = document.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {error.start}); save the config as UTF-8") from error
+        loaded = _parse_yaml(text, source)
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(f"{source}: expected a mapping of sections, got {type(loaded).__name__}")
         data = loaded or {}
     for item in overrides:
         key, separator, raw = item.partition("=")
         if not separator or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. optim.lr=1e-4")
-        set_dotted(data, key, _parse_yaml(raw, f"--set {item}") if raw else None)
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. optim.lr=1e-4")
+        set_dotted(data, key, _parse_yaml(raw, f"override {item}") if raw else None)
     return ExperimentConfig.from_dict(data, source=source)

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 from risam.data.masks import AnnotationError
 from risam.data.records import ImageRecord, ReferSplit
 from risam.data.transforms import preprocess_image, preprocess_mask
+from risam.io.images import read_rgb_image
 
 Tokenizer = Callable[[Sequence[str]], torch.Tensor]
 
@@ -66,8 +67,7 @@ def read_image(record: ImageRecord) -> Image.Image:
     """The RGB image of ``record``; its size must be the annotated one (names the file otherwise)."""
     if not record.path.is_file():
         raise FileNotFoundError(f"image {record.image_id} not found: {record.path}")
-    with Image.open(record.path) as image:
-        rgb = image.convert("RGB")
+    rgb = read_rgb_image(record.path)
     if (rgb.height, rgb.width) != (record.height, record.width):
         raise AnnotationError(
             f"{record.path} is {rgb.height}x{rgb.width} (height x width), but the annotations say "

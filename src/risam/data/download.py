@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,7 +29,9 @@ from typing import Any
 from risam.config import ConfigError
 from risam.data.catalog import COCO_IMAGES, dataset_spec
 from risam.data.readers import reader_for
+from risam.io.archives import move_into, unpack_zip
 from risam.io.download import DownloadError, RemoteFile, fetch, sha256_of
+from risam.io.reading import read_bytes
 
 REFER_BASE = "https://bvisionweb1.cs.unc.edu/licheng/referit/data"
 GREFCOCO_BASE = "https://huggingface.co/datasets/FudanCVL/gRefCOCO/resolve/main"
@@ -123,12 +123,12 @@ def _fetch_into(remote: RemoteFile, root: Path, destination: Path, progress: boo
         _check_json(fetched)
     digest = sha256_of(fetched)
     if fetched.suffix == ".zip":
-        _unpack(fetched, destination)
+        unpack_zip(fetched, destination)
         fetched.unlink()
         path = destination
     else:
         path = destination / remote.file_name
-        _move(fetched, path)
+        move_into(fetched, path)
     return {"url": remote.url, "path": str(path), "sha256": digest}
 
 
@@ -136,40 +136,9 @@ def _check_json(path: Path) -> None:
     """DownloadError, and ``path`` removed, unless it holds JSON: a transfer cut short without a stated length,
     which no published checksum would catch, is not put in place (where it would count as fetched)."""
     try:
-        with open(path, "rb") as handle:
-            json.load(handle)
+        json.loads(read_bytes(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         path.unlink()
         raise DownloadError(
             f"{path} is not JSON ({error}); the transfer was cut short, it was removed: run again"
         ) from error
-
-
-def _unpack(archive: Path, destination: Path) -> None:
-    """Unpack the zip ``archive`` into ``destination`` through a staging folder next to it, so that a broken
-    unpacking leaves nothing half-written in place. Members that would land outside are refused."""
-    staging = archive.with_name(archive.name + ".unpacked")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            for member in bundle.namelist():
-                parts = PurePosixPath(member.replace("\\", "/")).parts
-                if not parts or parts[0] == "/" or ".." in parts or ":" in parts[0]:
-                    raise DownloadError(f"{archive}: member {member!r} would be written outside {destination}")
-            bundle.extractall(staging)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
-        archive.unlink()
-        raise DownloadError(f"{archive} is not a readable zip archive ({error}); it was removed, run again") from error
-    for entry in sorted(staging.iterdir()):
-        _move(entry, destination / entry.name)
-    shutil.rmtree(staging)
-
-
-def _move(source: Path, target: Path) -> None:
-    """Move ``source`` to ``target``; into a folder that exists already, entry by entry."""
-    if target.is_dir() and source.is_dir():
-        for entry in sorted(source.iterdir()):
-            _move(entry, target / entry.name)
-        return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(source, target)  # a rename, or a copy where ROOT's folders lie on other disks

@@ -11,11 +11,13 @@ reads the same either way; UTF-8 also reads non-ASCII text of other files correc
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 from risam.data.masks import AnnotationError
+from risam.io.reading import read_bytes
 
 # What the unpickler raises on a truncated or corrupt file.
 _CORRUPT_PICKLE_ERRORS = (
@@ -51,12 +53,12 @@ def load_pickle(path: str | Path) -> object:
     or is not a readable pickle (corrupt, truncated).
     """
     path = Path(path)
-    with path.open("rb") as file:
-        try:
-            return _PlainDataUnpickler(file, path).load()
-        except AnnotationError:
-            raise
-        except _CORRUPT_PICKLE_ERRORS as error:
-            raise AnnotationError(
-                f"{path}: not a readable pickle ({type(error).__name__}: {error}); the file may be truncated or corrupt"
-            ) from error
+    data = read_bytes(path)
+    try:
+        return _PlainDataUnpickler(io.BytesIO(data), path).load()
+    except AnnotationError:
+        raise
+    except _CORRUPT_PICKLE_ERRORS as error:
+        raise AnnotationError(
+            f"{path}: not a readable pickle ({type(error).__name__}: {error}); the file may be truncated or corrupt"
+        ) from error

@@ -17,7 +17,6 @@ the page as ``gradio.Error`` messages and the server keeps serving.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -34,6 +33,7 @@ from risam.demo.examples import EXAMPLES_DIR, load_examples
 from risam.drawing.viz import overlay_mask, shrink_to
 from risam.errors import InputError
 from risam.explain import explain, render_explanation
+from risam.io.download import sha256_of
 from risam.io.images import load_image
 from risam.predictor import EncodedImage, RISAMPredictor, check_expressions
 from risam.registry.files import SHIPPED_MODEL_LIMITS
@@ -143,7 +143,7 @@ class DemoBackend:
             raise gr.Error(
                 f"{file.name}: the file is {size:,} bytes, over the demo's limit of {self.max_upload_bytes:,} bytes."
             )
-        key = hashlib.sha256(file.read_bytes()).hexdigest()
+        key = sha256_of(file)
         with self._cache_lock:
             if key in self._cache:
                 self._cache.move_to_end(key)

@@ -13,14 +13,13 @@ in about 10 seconds on 2 CPU cores. ``examples.json`` lists them: ``[{"image": f
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import tempfile
 from pathlib import Path
 
 from risam.data.readers import load_split
 from risam.data.refshapes import generate_refshapes
-from risam.io.files import atomic_write_json
+from risam.io.files import atomic_copy, atomic_write_json
+from risam.io.reading import read_json
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 EXAMPLE_SEED = 2
@@ -31,7 +30,7 @@ SENTENCE_TYPES = ("attribute", "position", "relation", "ordinal")
 
 def load_examples(folder: Path = EXAMPLES_DIR) -> list[tuple[Path, list[str]]]:
     """(image path, suggested sentences) of every example in ``folder``, in the order of ``examples.json``."""
-    entries = json.loads((folder / "examples.json").read_text(encoding="utf-8"))
+    entries = read_json(folder / "examples.json")
     return [(folder / entry["image"], list(entry["sentences"])) for entry in entries]
 
 
@@ -47,7 +46,7 @@ def write_examples(out: Path, seed: int = EXAMPLE_SEED, count: int = EXAMPLE_COU
             record = split.images[image_id]
             by_type = {e.sentence_type: e.sentence for e in split.expressions if e.image_id == image_id}
             name = f"refshapes_seed{seed}_{image_id}.png"
-            shutil.copyfile(record.path, out / name)
+            atomic_copy(record.path, out / name)
             entries.append({"image": name, "sentences": [by_type[kind] for kind in SENTENCE_TYPES if kind in by_type]})
     atomic_write_json(out / "examples.json", entries)
     return entries

@@ -15,15 +15,10 @@ import numpy as np
 from risam.data.dataset import read_image
 from risam.data.records import ReferSplit
 from risam.drawing.viz import Board, SheetCell, SheetRow, contact_sheet
+from risam.evaluation.metrics import mask_iou
 
 SHEET_IMAGES = 4
 SHEET_SENTENCES = 4
-
-
-def mask_iou(prediction: np.ndarray, target: np.ndarray) -> float:
-    """Intersection over union of two H x W bool masks; 1 when both are empty (as :mod:`risam.evaluation.metrics`)."""
-    union = int((prediction | target).sum())
-    return int((prediction & target).sum()) / union if union else 1.0
 
 
 def sheet_rows(split: ReferSplit, images: int = SHEET_IMAGES, sentences: int = SHEET_SENTENCES) -> list[list[int]]:

@@ -22,7 +22,6 @@ from risam.engine.experiment import build_dataset, place_model
 from risam.evaluation.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
 from risam.evaluation.metrics import MetricAccumulator, results_table
 from risam.io.files import atomic_write_json, atomic_write_text
-from risam.io.weights import read_config
 from risam.modeling.compiled import compile_or_eager
 from risam.modeling.model import RISAM
 from risam.registry.create import create_model
@@ -129,7 +128,7 @@ def run_evaluation(
         data_root=config.data.root,
     )
     results.update(
-        model=read_config(checkpoint).name,
+        model=model.config.name,
         dataset=config.data.dataset,
         split=split,
         checkpoint=str(checkpoint),

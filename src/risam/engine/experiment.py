@@ -33,7 +33,10 @@ def place_model(model: RISAM, config: ExperimentConfig, device: torch.device) ->
 def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: bool) -> ReferDataset:
     """The ``split`` of the configured dataset, preprocessed for ``model`` (original masks kept for eval)."""
     if config.data.root is None:
-        raise ConfigError("data.root is not set; pass --set data.root=/path/to/data (a REFER-layout data root)")
+        raise ConfigError(
+            "data.root is not set; give it in the config or as the override data.root=/path/to/data (a REFER-layout "
+            "data root)"
+        )
     data = load_split(config.data.root, config.data.dataset, split, image_root=config.data.image_root)
     if not data.expressions:
         raise ConfigError(

@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from risam.config.experiment import load_config
 from risam.errors import InputError
+from risam.io.config_files import load_config
+from risam.io.reading import read_json, read_text
 from risam.io.weights import load_weights, save_weights
 
 # What a results file keeps in the record: the metrics, not where they were computed.
@@ -37,7 +38,7 @@ def _run_results(run_dir: Path, weights_name: str) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     for path in sorted(run_dir.glob("results_*.json")):
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = read_json(path)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise InputError(f"{path}: not a results file of risam evaluate ({error})") from error
         if not isinstance(data, dict) or not isinstance(data.get("split"), str) or "overall_iou" not in data:
@@ -69,7 +70,7 @@ def export_run(
     weights_path = run_dir / "checkpoints" / f"{weights}.safetensors"
     model_config, state_dict = load_weights(weights_path)
     record = {
-        "experiment": config_path.read_text(encoding="utf-8"),
+        "experiment": read_text(config_path),
         "command": command or f"risam train --config {config_path}",
         "seed": str(experiment.train.seed),
         "results": json.dumps(_run_results(run_dir, weights_path.name), sort_keys=True),

@@ -10,7 +10,6 @@ object-oriented API on an Agg canvas: no pyplot state, no display.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from risam.io.files import atomic_path
+from risam.io.images import atomic_save_image
+from risam.io.logs import read_csv_rows
 
 FIGURE_SIZE = (11.0, 6.5)  # inches: 1100 x 650 pixels at DPI
 DPI = 100
@@ -41,11 +41,7 @@ def read_eval_rows(path: Path) -> list[dict[str, float]]:
     An empty cell leaves its column out of that row; a torn row (a kill mid-write: too few cells, or a cell
     that is not a number) is skipped.
     """
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as handle:
-        lines = list(csv.reader(handle))
+    lines = read_csv_rows(path)
     if not lines:
         return []
     header, rows = lines[0], []
@@ -163,8 +159,8 @@ def write_learning_curve(
     output_dir: Path, final: dict[str, Any] | None = None, title: str | None = None
 ) -> Path | None:
     """Draw the curve of ``output_dir/eval.csv`` with ``final`` (see :func:`draw_learning_curve`) into
-    ``output_dir/learning_curve.png``, atomically (:func:`~risam.io.files.atomic_path`); returns its path, or None,
-    writing nothing, when the run has no evaluation yet. ``title`` defaults to one naming the folder.
+    ``output_dir/learning_curve.png``, atomically (:func:`~risam.io.images.atomic_save_image`); returns its path,
+    or None, writing nothing, when the run has no evaluation yet. ``title`` defaults to one naming the folder.
     """
     output_dir = Path(output_dir)
     rows = read_eval_rows(output_dir / "eval.csv")
@@ -172,6 +168,4 @@ def write_learning_curve(
         return None
     image = draw_learning_curve(rows, final, title or f"Learning curve of {output_dir.name}")
     path = output_dir / "learning_curve.png"
-    with atomic_path(path) as temporary:
-        image.save(temporary, format="PNG")
-    return path
+    return atomic_save_image(path, image, "PNG")

@@ -14,15 +14,13 @@ from typing import Any
 from torch.utils.tensorboard import SummaryWriter
 
 from risam.io.files import atomic_write
+from risam.io.logs import append_csv_row, read_csv_rows
 
 
 def _keep_rows(path: Path, keep: Callable[[dict[str, str]], bool]) -> None:
     """Rewrite the CSV file ``path`` (atomically) with its header and the complete rows, as dicts of strings,
     for which ``keep(row)`` is true; nothing if ``path`` does not exist."""
-    if not path.is_file():
-        return
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.reader(handle))
+    rows = read_csv_rows(path)
     if not rows:
         return
     header = rows[0]
@@ -31,14 +29,6 @@ def _keep_rows(path: Path, keep: Callable[[dict[str, str]], bool]) -> None:
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(kept)
-
-
-def _header(path: Path) -> list[str] | None:
-    """The column names on the first line of the CSV file ``path``; None when it is missing or empty."""
-    if not path.is_file():
-        return None
-    with open(path, newline="", encoding="utf-8") as handle:
-        return next(csv.reader(handle), None)
 
 
 def _at_most(value: str, limit: int) -> bool:
@@ -84,13 +74,7 @@ class TrainingLogger:
         """Append ``row`` to the CSV file ``name``. A new (or empty) file gets ``row``'s keys as its header; an
         existing one keeps its own, so that all rows of a run have the same columns: keys it lacks are dropped
         (they still reach TensorBoard) and its columns that ``row`` lacks are left empty."""
-        path = self.output_dir / name
-        header = _header(path)
-        with open(path, "a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=header or list(row), restval="", extrasaction="ignore")
-            if header is None:
-                writer.writeheader()
-            writer.writerow(row)
+        append_csv_row(self.output_dir / name, row)
 
     def log_step(self, step: int, values: dict[str, float]) -> None:
         """One training step's scalars (loss, lr, throughput, ...)."""

@@ -151,7 +151,7 @@ class Trainer:
         """
         path = self.checkpoint_dir / "last.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"--resume: no training checkpoint at {path}")
+            raise FileNotFoundError(f"resume: no training checkpoint at {path}")
         state = load_training_state(path)
         if state["model_config"] != self.model_config.to_dict():
             raise ConfigError(f"{path} was trained with another model architecture than this config describes")

@@ -45,6 +45,17 @@ def all_reduce_sums(sums: torch.Tensor) -> torch.Tensor:
     return sums
 
 
+def intersection_and_union(prediction: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> tuple[int, int]:
+    """The pixel counts of ``prediction & target`` and ``prediction | target`` (two H x W bool masks)."""
+    return int((prediction & target).sum()), int((prediction | target).sum())
+
+
+def mask_iou(prediction: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor) -> float:
+    """Intersection over union of two H x W bool masks; 1 when both are empty (a correct empty answer)."""
+    intersection, union = intersection_and_union(prediction, target)
+    return intersection / union if union else 1.0
+
+
 class MetricAccumulator:
     """Sums of per-sample statistics; :meth:`summary` turns them into the metrics."""
 
@@ -66,8 +77,7 @@ class MetricAccumulator:
                 f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in size; "
                 "compare at the original image resolution"
             )
-        intersection = int((prediction & target).sum())
-        union = int((prediction | target).sum())
+        intersection, union = intersection_and_union(prediction, target)
         iou = intersection / union if union else 1.0
         predicted_empty = not bool(prediction.any())
         if target.any():

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,9 +63,12 @@ def fsync_path(path: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, sync_folder: bool = True) -> Iterator[Path]:
     """Yield the path of a new empty temporary file next to ``path`` for a writer that wants a file name
     (``torch.save``); when the block ends without error it replaces ``path``.
+
+    ``sync_folder=False`` leaves the folder's sync (which makes the rename survive a power cut) to the
+    caller, who writes several files there and then calls :func:`fsync_path` on the folder once.
 
     The writer must write to the yielded path (overwriting the empty file is fine). A writer that goes
     through a temporary file of its own (``safetensors.torch.save_file`` writes ``.tmpXXXXXX`` and renames
@@ -84,7 +88,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    if os.name == "posix":
+    if sync_folder and os.name == "posix":
         fsync_path(path.parent)
 
 
@@ -107,6 +111,18 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (UTF-8, newlines as given)."""
     with atomic_write(path, "w") as handle:
         handle.write(text)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path, "wb") as handle:
+        handle.write(data)
+
+
+def atomic_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy the bytes of the file ``source`` to ``target`` atomically (not its permissions or times)."""
+    with atomic_path(target) as temporary:
+        shutil.copyfile(source, temporary)
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> None:

@@ -1,20 +1,27 @@
-"""Reading the images users really send: paths, PIL images, numpy arrays, in any common mode.
+"""Image files in and out: the images users really send, dataset files, and the pictures risam writes.
 
-Every image becomes an RGB PIL image in its displayed orientation (EXIF rotation applied).
-Problems raise :class:`ImageInputError` with a message that names the input and what would
-be right; no input leaves a traceback from deep inside Pillow.
+:func:`load_image` reads what users send (paths, PIL images, numpy arrays, in any common mode): every image
+becomes an RGB PIL image in its displayed orientation (EXIF rotation applied). Problems raise
+:class:`ImageInputError` with a message that names the input and what would be right; no input leaves a
+traceback from deep inside Pillow. :func:`open_image_file` and :func:`read_rgb_image` read files as stored
+(annotation masks, dataset images), leaving the wording of errors to the caller; :func:`atomic_save_image`
+writes a picture atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from risam.errors import InputError
+from risam.io.files import atomic_path
 
 MAX_PIXELS = 50_000_000
 
@@ -75,6 +82,44 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, name: str | No
         raise
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageInputError(f"{label}: the image data is damaged or truncated ({error})") from error
+
+
+def atomic_save_image(
+    path: str | os.PathLike, image: Image.Image, format: str, sync_folder: bool = True, **options: Any
+) -> Path:
+    """Write the PIL ``image`` (any size and mode ``format`` accepts) to ``path`` atomically; returns ``path``.
+
+    ``format`` is Pillow's format name (``"PNG"``, ``"JPEG"``, ...) and ``options`` its save options
+    (``compress_level=1``, ``quality=90``, ...). The file goes through :func:`risam.io.files.atomic_path`:
+    readers see the old file or the complete new one, the permissions follow the user's umask, and the
+    missing parent folders are created. ``sync_folder`` as for :func:`~risam.io.files.atomic_path`.
+    """
+    path = Path(path)
+    with atomic_path(path, sync_folder=sync_folder) as temporary:
+        image.save(temporary, format=format, **options)
+    return path
+
+
+@contextlib.contextmanager
+def open_image_file(path: str | os.PathLike) -> Iterator[Image.Image]:
+    """The image file ``path`` as Pillow opens it, for the block: header read (size, mode, ``format``), pixels
+    decoded on first use, in the file's own mode and orientation; the file is closed when the block ends.
+
+    A header declaring more pixels than Pillow decodes safely raises ``Image.DecompressionBombWarning`` (as an
+    error) or ``Image.DecompressionBombError``; Pillow's other errors (``OSError``, ``SyntaxError``,
+    ``ValueError``) come as they are.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(path) as image:
+            yield image
+
+
+def read_rgb_image(path: str | os.PathLike) -> Image.Image:
+    """The image file ``path`` decoded and converted to RGB as it is stored: no size limit, no EXIF rotation
+    (dataset images, whose annotations refer to the stored pixels). Pillow's errors come as they are."""
+    with Image.open(path) as image:
+        return image.convert("RGB")
 
 
 def _check_size(image: Image.Image, label: str, max_pixels: int) -> None:

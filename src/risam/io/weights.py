@@ -96,6 +96,12 @@ def _finite_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path`` by name, on the CPU, as stored (any file, not only ours);
+    raises what ``safetensors.torch.load_file`` raises for a file that is not one."""
+    return safetensors.torch.load_file(str(path), device="cpu")
+
+
 def load_weights(path: str | os.PathLike) -> tuple[RISAMConfig, dict[str, torch.Tensor]]:
     """The config and the trainable state dict of a RISAM weights file (on the CPU); CheckpointError if a
     floating-point tensor holds NaN or inf."""

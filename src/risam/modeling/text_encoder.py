@@ -20,7 +20,6 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import safetensors.torch
 import torch
 from open_clip.tokenizer import SimpleTokenizer
 from open_clip.transformer import QuickGELU, TextTransformer
@@ -35,7 +34,7 @@ from risam.io.state_dict import (
     torch_load_weights_only,
 )
 from risam.io.torchscript_reader import TorchScriptCodeRefused, read_torchscript_state_dict
-from risam.io.weights import atomic_save_safetensors
+from risam.io.weights import atomic_save_safetensors, load_safetensors
 
 PAD_ID = 0
 _TEXT_TOWER_KEYS = ("positional_embedding", "text_projection")
@@ -174,7 +173,7 @@ def _read_text_tower(path: Path, run_torchscript: bool = False) -> dict[str, Ten
     path = readable_file(path, "CLIP checkpoint")
     if path.suffix == ".safetensors":
         try:
-            checkpoint = safetensors.torch.load_file(path)
+            checkpoint = load_safetensors(path)
         except Exception as err:
             raise CheckpointError(f"{path} could not be read ({type(err).__name__}); {_EXPECTED_FILES}") from err
     elif is_torchscript_archive(path):

@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 
 from risam.io.files import atomic_write_json
-from risam.io.weights import ENCODERS_FORMAT, atomic_save_safetensors, encoder_architecture
+from risam.io.logs import append_text
+from risam.io.reading import read_json
+from risam.io.weights import ENCODERS_FORMAT, atomic_save_safetensors, encoder_architecture, load_safetensors
 from risam.modeling.model import RISAM
 from risam.pretrain.defaults import DEFAULT_IMAGE_STEPS, DEFAULT_IMAGES, DEFAULT_SEED, DEFAULT_TEXT_STEPS
 from risam.pretrain.image import pretrain_image_encoder
@@ -52,8 +53,7 @@ def pretrain_tiny(
 
     def log(line: str) -> None:
         print(line, flush=True)
-        with open(log_file, "a") as handle:
-            handle.write(line + "\n")
+        append_text(log_file, line + "\n")
 
     torch.manual_seed(seed)
     started = time.perf_counter()
@@ -77,8 +77,8 @@ def pretrain_tiny(
     scores: dict[str, Any] = {"image_steps": image_steps, "text_steps": text_steps}
     stage = out / "image_encoder.safetensors"
     if stage.is_file():
-        model.image_encoder.load_state_dict(safetensors.torch.load_file(str(stage)))
-        scores["image"] = json.loads((out / "image_scores.json").read_text())
+        model.image_encoder.load_state_dict(load_safetensors(stage))
+        scores["image"] = read_json(out / "image_scores.json")
         log(f"image encoder: resumed from {stage}")
     else:
         tap_dims = (image_config.embed_dim,) * len(image_config.tap_indices)

@@ -10,11 +10,11 @@ from typing import Any
 import torch
 
 from risam.config import ConfigError
-from risam.io.state_dict import load_state_dict_strict
+from risam.io.state_dict import CheckpointError, load_state_dict_strict
 from risam.io.weights import NOT_ARCHITECTURE, encoder_architecture, load_encoders, load_weights
 from risam.modeling.build import build_model
 from risam.modeling.model import RISAM
-from risam.precision import choose_precision
+from risam.precision import PrecisionChoice, choose_precision
 from risam.registry.files import (
     CLIP_WEIGHTS,
     DOWNLOAD,
@@ -36,7 +36,8 @@ def create_model(
     overrides: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     pretrained: bool = True,
-    precision: str = "fp32",
+    precision: str | PrecisionChoice = "fp32",
+    require_encoders: bool = False,
 ) -> RISAM:
     """Build a RISAM model by registered ``name`` or from a RISAM weights file.
 
@@ -52,7 +53,13 @@ def create_model(
     pretrained: load the encoders that ship in the package for this model (``risam_tiny``),
         unless encoder files are given; False keeps them randomly initialised (for tests).
     precision: the frozen encoders' weights, "fp32", "bf16" or "auto" (bf16 where ``device``
-        multiplies it natively: :mod:`risam.precision`); the trainable parts stay float32.
+        multiplies it natively: :mod:`risam.precision`), or a choice already made
+        (:func:`risam.precision.choose_precision`); the trainable parts stay float32.
+    require_encoders: for a ``checkpoint`` of a model whose frozen encoders the package does not ship,
+        CheckpointError naming the encoder files it needs unless they are given; False warns instead
+        and keeps the encoders random (for timing and memory measurements).
+
+    The weights file is read once: its config and its tensors together.
     """
     if checkpoint is not None:
         if overrides:
@@ -73,9 +80,15 @@ def create_model(
         sam_checkpoint = official_weights(SAM_WEIGHTS, config.image_encoder.variant, "image_encoder.variant")
     if clip_checkpoint is not None and str(clip_checkpoint) == DOWNLOAD:
         clip_checkpoint = official_weights(CLIP_WEIGHTS, config.text_encoder.variant, "text_encoder.variant")
-    choice = choose_precision(precision, device)
-    model = build_model(config, device=device, encoder_dtype=choice.dtype)
     shipped = pretrained and config.name in SHIPPED_ENCODERS and sam_checkpoint is None and clip_checkpoint is None
+    missing = [] if checkpoint is None or shipped else missing_encoder_files(config, sam_checkpoint, clip_checkpoint)
+    if missing and require_encoders:
+        raise CheckpointError(
+            f"{checkpoint} holds a {config.name} model: only its trained head, not the frozen encoders it "
+            f"was trained on; pass {' and '.join(missing)}"
+        )
+    choice = precision if isinstance(precision, PrecisionChoice) else choose_precision(precision, device)
+    model = build_model(config, device=device, encoder_dtype=choice.dtype)
     if shipped and torch.device(device).type != "meta":
         load_shipped_encoders(model, shipped_encoders_path(config.name), require_all=False)
     if sam_checkpoint is not None:
@@ -84,7 +97,6 @@ def create_model(
         model.text_encoder.load_clip_checkpoint(clip_checkpoint)
     if checkpoint is not None:
         model.load_trainable_state_dict(state_dict, source=str(checkpoint))
-        missing = [] if shipped else missing_encoder_files(config, sam_checkpoint, clip_checkpoint)
         if missing:
             warnings.warn(
                 f"{checkpoint} holds a {config.name} model trained on frozen encoders that it does not hold; "

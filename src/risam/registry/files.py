@@ -97,7 +97,8 @@ def missing_encoder_files(
     clip_checkpoint: str | os.PathLike | None = None,
 ) -> list[str]:
     """The frozen encoder files a model of ``config`` was trained on that neither the package ships nor the
-    caller gave, each as "<option> <file> (<where it comes from>)"; [] when nothing is missing.
+    caller gave, each as "<parameter>= <file> (<where it comes from>)"; [] when nothing is missing. The
+    parameters are ``create_model``'s; the command line names its own flags for them (:mod:`risam.cli.flags`).
 
     A weights file holds only the trainable parts, so a paper model needs the official SAM and CLIP files
     back to predict anything meaningful. (The encoders that ship in the package are not counted here.)
@@ -112,7 +113,7 @@ def missing_encoder_files(
             source = f"{official.file_name} from {official.url} (or '{DOWNLOAD}' to fetch it into the cache)"
         else:
             source = f"the {image.variant} encoder weights"
-        missing.append(f"--sam-checkpoint / sam_checkpoint= {source}")
+        missing.append(f"sam_checkpoint= {source}")
     if text.freeze and clip_checkpoint is None:
         official = CLIP_WEIGHTS.get(text.variant)
         source = (
@@ -120,7 +121,7 @@ def missing_encoder_files(
             if official
             else f"the {text.variant} encoder weights"
         )
-        missing.append(f"--clip-checkpoint / clip_checkpoint= {source}")
+        missing.append(f"clip_checkpoint= {source}")
     return missing
 
 

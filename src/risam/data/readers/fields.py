@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from risam.data.masks import AnnotationError
+from risam.io.reading import read_json
 
 
 def report(error: AnnotationError, problems: list[str] | None) -> None:
@@ -24,8 +25,7 @@ def report(error: AnnotationError, problems: list[str] | None) -> None:
 def load_json(path: Path) -> Any:
     """The JSON value in ``path``; AnnotationError naming it when it is not valid UTF-8 JSON."""
     try:
-        with path.open(encoding="utf-8") as file:
-            return json.load(file)
+        return read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise AnnotationError(f"{path}: not valid JSON ({error})") from error
 

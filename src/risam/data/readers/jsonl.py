@@ -28,7 +28,6 @@ objects of the split's lines on it. A split that no line names is an empty split
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,8 @@ from risam.data.masks import AnnotationError, decode_segmentation, encode_mask
 from risam.data.readers.base import SplitReader
 from risam.data.readers.fields import get_key, is_int, report
 from risam.data.records import Expression, ImageRecord, ReferSplit
+from risam.io.images import open_image_file
+from risam.io.reading import read_lines
 
 # What Pillow raises on a file it cannot read (UnidentifiedImageError is an OSError).
 PILLOW_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning)
@@ -78,51 +79,50 @@ class JsonLinesReader(SplitReader):
         segmentations: dict[int, Any] = {}
         objects_by_image: dict[int, list[int]] = {}
         sentence_count = 0
-        with self.path.open("rb") as file:
-            for number, raw in enumerate(file, start=1):
-                where = f"{self.path} line {number}"
-                try:
-                    entry = _parse(raw, where, first=number == 1)
-                    if entry is None:
-                        continue
-                    line_split = _split(entry, self.spec.splits, where)
-                    image = Path(_text(get_key(entry, "image", where), "image", where))
-                    sentences = _sentences(entry, where)
-                    image_id = image_ids.setdefault(image, len(image_ids) + 1)
-                    sentence_count += len(sentences)
-                    if line_split != split:
-                        continue
-                    record = images.get(image_id)
-                    stated = _stated_size(entry, where)
-                    if record is None:
-                        height, width = stated or _header_size(image_dir / image, where)
-                        record = ImageRecord(image_id, image_dir / image, height, width)
-                    elif stated is not None and stated != (record.height, record.width):
-                        raise AnnotationError(
-                            f"{where}: 'height' and 'width' are {stated[0]} and {stated[1]}, but the same image "
-                            f"is {record.height}x{record.width} on line {first_line[image_id]}"
-                        )
-                    segmentation = self._segmentation(get_key(entry, "mask", where), record, where)
-                except AnnotationError as error:
-                    report(error, problems)
+        for number, raw in enumerate(read_lines(self.path), start=1):
+            where = f"{self.path} line {number}"
+            try:
+                entry = _parse(raw, where, first=number == 1)
+                if entry is None:
                     continue
-                first_line.setdefault(image_id, number)
-                images[image_id] = record
-                objects = objects_by_image.setdefault(image_id, [])
-                if segmentation is not None:
-                    segmentations[number] = segmentation
-                    objects.append(number)
-                first_sent_id = sentence_count - len(sentences) + 1
-                expressions.extend(
-                    Expression(
-                        sent_id=first_sent_id + index,
-                        ref_id=number,
-                        image_id=image_id,
-                        sentence=sentence,
-                        target_ids=() if segmentation is None else (number,),
+                line_split = _split(entry, self.spec.splits, where)
+                image = Path(_text(get_key(entry, "image", where), "image", where))
+                sentences = _sentences(entry, where)
+                image_id = image_ids.setdefault(image, len(image_ids) + 1)
+                sentence_count += len(sentences)
+                if line_split != split:
+                    continue
+                record = images.get(image_id)
+                stated = _stated_size(entry, where)
+                if record is None:
+                    height, width = stated or _header_size(image_dir / image, where)
+                    record = ImageRecord(image_id, image_dir / image, height, width)
+                elif stated is not None and stated != (record.height, record.width):
+                    raise AnnotationError(
+                        f"{where}: 'height' and 'width' are {stated[0]} and {stated[1]}, but the same image "
+                        f"is {record.height}x{record.width} on line {first_line[image_id]}"
                     )
-                    for index, sentence in enumerate(sentences)
+                segmentation = self._segmentation(get_key(entry, "mask", where), record, where)
+            except AnnotationError as error:
+                report(error, problems)
+                continue
+            first_line.setdefault(image_id, number)
+            images[image_id] = record
+            objects = objects_by_image.setdefault(image_id, [])
+            if segmentation is not None:
+                segmentations[number] = segmentation
+                objects.append(number)
+            first_sent_id = sentence_count - len(sentences) + 1
+            expressions.extend(
+                Expression(
+                    sent_id=first_sent_id + index,
+                    ref_id=number,
+                    image_id=image_id,
+                    sentence=sentence,
+                    target_ids=() if segmentation is None else (number,),
                 )
+                for index, sentence in enumerate(sentences)
+            )
         return self.split_record(split, images, expressions, segmentations, objects_by_image)
 
     def _segmentation(self, mask: Any, image: ImageRecord, where: str) -> list[Any] | dict[str, Any] | None:
@@ -223,10 +223,8 @@ def _header_size(path: Path, where: str) -> tuple[int, int]:
             "'height' and 'width')"
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
+        with open_image_file(path) as image:
+            width, height = image.size
     except PILLOW_ERRORS as error:
         raise AnnotationError(f"{where}: 'image' {path} is not an image Pillow can read ({error})") from error
     return height, width
@@ -241,24 +239,20 @@ def _png_mask(path: Path, image: ImageRecord, where: str) -> np.ndarray:
     if not path.is_file():
         raise AnnotationError(f"{where}: 'mask' {path} does not exist")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as png:
-                if png.format != "PNG":
-                    raise AnnotationError(
-                        f"{where}: 'mask' {path} is a {png.format} file; masks must be PNG (lossless)"
-                    )
-                if "A" in png.getbands():
-                    raise AnnotationError(
-                        f"{where}: 'mask' {path} has an alpha channel (mode {png.mode}); save it as grayscale, "
-                        "palette or RGB, the object nonzero"
-                    )
-                if png.size != (image.width, image.height):
-                    raise AnnotationError(
-                        f"{where}: 'mask' {path} is {png.height}x{png.width} (height x width), but the image is "
-                        f"{image.height}x{image.width}"
-                    )
-                pixels = np.asarray(png)
+        with open_image_file(path) as png:
+            if png.format != "PNG":
+                raise AnnotationError(f"{where}: 'mask' {path} is a {png.format} file; masks must be PNG (lossless)")
+            if "A" in png.getbands():
+                raise AnnotationError(
+                    f"{where}: 'mask' {path} has an alpha channel (mode {png.mode}); save it as grayscale, "
+                    "palette or RGB, the object nonzero"
+                )
+            if png.size != (image.width, image.height):
+                raise AnnotationError(
+                    f"{where}: 'mask' {path} is {png.height}x{png.width} (height x width), but the image is "
+                    f"{image.height}x{image.width}"
+                )
+            pixels = np.asarray(png)
     except AnnotationError:
         raise
     except PILLOW_ERRORS as error:

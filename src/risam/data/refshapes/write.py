@@ -29,6 +29,8 @@ from risam.data.polygons import mask_to_polygons
 from risam.data.refshapes.grammar import Referral, normalize_sentence
 from risam.data.refshapes.scene import SPLITS, Scene, refshapes_scenes
 from risam.data.refshapes.shapes import CATEGORIES, CATEGORY_IDS, Shape
+from risam.io.files import atomic_write_bytes, atomic_write_text
+from risam.io.images import atomic_save_image
 
 # Where ``refer_layout`` puts the refs and grefs: REFER's RefCOCO and gRefCOCO folders (images under COCO's).
 REFER_LAYOUT = ("refcoco", "grefcoco")
@@ -64,7 +66,7 @@ def generate_refshapes(
     summary = {split: {"images": 0, "objects": 0, "sentences": 0, "gref_sentences": 0} for split in SPLITS}
     scenes = refshapes_scenes(num_images, seed, expressions_per_image)
     for scene in tqdm(scenes, total=num_images, desc="RefShapes", unit="image", disable=not progress):
-        Image.fromarray(scene.image).save(image_dir / scene.file_name, format="PNG")
+        atomic_save_image(image_dir / scene.file_name, Image.fromarray(scene.image), "PNG")
         height, width = scene.image.shape[:2]
         images.append({"id": scene.image_id, "file_name": scene.file_name, "height": height, "width": width})
         annotations.extend(_annotation(scene.image_id, shape) for shape in scene.shapes)
@@ -82,13 +84,10 @@ def generate_refshapes(
     for name in (refs_dataset, grefs_dataset):
         folder = out / dataset_spec(name).folder
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "instances.json").write_text(instances)
-    (out / dataset_spec(refs_dataset).folder / dataset_spec(refs_dataset).refs_file).write_bytes(
-        pickle.dumps(refs, protocol=2)
-    )
-    (out / dataset_spec(grefs_dataset).folder / dataset_spec(grefs_dataset).refs_file).write_text(
-        json.dumps(grefs, sort_keys=True)
-    )
+        atomic_write_text(folder / "instances.json", instances)
+    refs_spec, grefs_spec = dataset_spec(refs_dataset), dataset_spec(grefs_dataset)
+    atomic_write_bytes(out / refs_spec.folder / refs_spec.refs_file, pickle.dumps(refs, protocol=2))
+    atomic_write_text(out / grefs_spec.folder / grefs_spec.refs_file, json.dumps(grefs, sort_keys=True))
     return summary
 
 

@@ -25,7 +25,6 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-import safetensors.torch
 import timm
 import torch
 import torch.nn.functional as F
@@ -34,6 +33,7 @@ from torch import Tensor, nn
 from risam.config import ConfigError
 from risam.config.model import ImageEncoderConfig
 from risam.io.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
+from risam.io.weights import load_safetensors
 from risam.modeling.image_encoder import check_images
 
 
@@ -110,7 +110,7 @@ class TimmBackbone(nn.Module):
         if path.suffix == ".safetensors":
             if not path.is_file():
                 raise FileNotFoundError(f"checkpoint not found: {path} ({expected})")
-            state_dict: object = safetensors.torch.load_file(path)
+            state_dict: object = load_safetensors(path)
         else:
             state_dict = torch_load_weights_only(path, expected)
         if isinstance(state_dict, Mapping):
