@@ -11,3 +11,13 @@ from __future__ import annotations
 
 class InputError(ValueError):
     """Input from the user cannot be used; the message names it and what would be right."""
+
+
+def error_line(error: Exception, name: object = None) -> str:
+    """The message of ``error`` as one line; for an OSError, its files and the reason (``x.png: Permission
+    denied``), ``name`` standing for the file when the error names none."""
+    if isinstance(error, OSError) and error.strerror:
+        names = [str(item) for item in (error.filename, error.filename2) if item is not None]
+        names = names or ([str(name)] if name is not None else [])
+        return f"{' -> '.join(names)}: {error.strerror}" if names else error.strerror
+    return str(error)

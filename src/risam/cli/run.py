@@ -24,7 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     The process keeps freed memory for reuse (:func:`risam.cpu_memory.reuse_freed_memory`).
     """
     from risam.cpu_memory import reuse_freed_memory
-    from risam.errors import InputError
+    from risam.errors import InputError, error_line
 
     args = build_parser().parse_args(argv)
     reuse_freed_memory()
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with _one_line_warnings(args.command):
             return args.run(args)
     except (InputError, OSError) as error:
-        message = in_flags(args.command, _one_line(error))
+        message = in_flags(args.command, error_line(error))
         print(f"risam {args.command}: error: {terminal_safe(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -63,11 +63,3 @@ def _one_line_warnings(command: str) -> Iterator[None]:
         yield
     finally:
         warnings.formatwarning = previous
-
-
-def _one_line(error: Exception) -> str:
-    """The message of ``error``; for an OSError, its file and the reason (``x.png: Permission denied``)."""
-    if isinstance(error, OSError) and error.strerror:
-        names = [str(name) for name in (error.filename, error.filename2) if name is not None]
-        return f"{' -> '.join(names)}: {error.strerror}" if names else error.strerror
-    return str(error)

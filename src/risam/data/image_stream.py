@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from risam.data.transforms import preprocess_image
-from risam.errors import InputError
+from risam.errors import InputError, error_line
 from risam.io.images import ImageSource, load_image
 
 
@@ -58,16 +58,9 @@ class ImageStream(Dataset):
         try:
             image = load_image(self.sources[index], max_pixels=config.max_pixels)
         except (InputError, OSError) as error:
-            return StreamedImage(index, error=_one_line(error, self.sources[index]))
+            return StreamedImage(index, error=error_line(error, self.sources[index]))
         tensor, resized = preprocess_image(image, config.img_size, config.pixel_mean, config.pixel_std)
         return StreamedImage(index, image=image, tensor=tensor, resized_size=resized)
-
-
-def _one_line(error: Exception, source: ImageSource) -> str:
-    """The message of ``error``; an OSError without the file's name gets it (``x.png: Permission denied``)."""
-    if isinstance(error, OSError) and error.strerror:
-        return f"{error.filename or source}: {error.strerror}"
-    return str(error)
 
 
 def stream_images(

@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from risam.io.files import atomic_write
+from risam.io.reading import read_json
 
 
 def read_record(path: str | os.PathLike) -> dict[str, Any] | None:
     """The JSON object in ``path``; None when it is missing, unreadable, not JSON or not an object
     (a record that cannot be read is one to write again)."""
     try:
-        record = json.loads(Path(path).read_bytes())
+        record = read_json(path)
     except (OSError, ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
