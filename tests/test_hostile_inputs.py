@@ -250,7 +250,7 @@ def test_model_files_that_are_folders_are_named_as_such(tmp_path, tiny_weights, 
     for argv, what in (
         (_segment(folder, photo, out, "the dog"), "RISAM weights file"),
         (_segment(tiny_weights, photo, out, "the dog", "--clip-checkpoint", str(folder)), "CLIP checkpoint"),
-        (_segment(tiny_weights, photo, out, "the dog", "--sam-checkpoint", str(folder)), "checkpoint"),
+        (_segment(tiny_weights, photo, out, "the dog", "--sam-checkpoint", str(folder)), "SAM checkpoint"),
     ):
         code, _, err = _run(capsys, argv)
         assert code == 2

@@ -22,6 +22,7 @@ from risam.config import DEFAULT_THRESHOLD
 from risam.data.image_stream import EncoderInput, StreamedImage, stream_images
 from risam.data.transforms import logits_to_masks, preprocess_image
 from risam.errors import InputError
+from risam.io.hub import is_hub_name
 from risam.io.images import MAX_PIXELS, ImageSource, load_image
 from risam.modeling.compiled import compile_or_eager
 from risam.modeling.layers import FusionOutput
@@ -159,8 +160,9 @@ class RISAMPredictor:
         random_encoders: bool = False,
         compile: bool = False,
     ) -> RISAMPredictor:
-        """A predictor for a RISAM weights file (the format ``risam evaluate`` takes), or for the name of a
-        shipped model; None is the default shipped model, ``risam_tiny_refshapes``.
+        """A predictor for a RISAM weights file (the format ``risam evaluate`` takes), the name of a shipped
+        model, or a model on the Hub (``hf-hub:ORG/NAME[@REVISION]``, as in :meth:`from_pretrained`); None is
+        the default shipped model, ``risam_tiny_refshapes``.
 
         A paper model's file holds only the trainable head: CheckpointError names the SAM and CLIP files it
         needs unless they are given (``random_encoders=True`` runs it on random frozen encoders, which is
@@ -191,11 +193,29 @@ class RISAMPredictor:
         threshold: float = DEFAULT_THRESHOLD,
         precision: str = "auto",
         compile: bool = False,
+        sam_checkpoint: str | os.PathLike | None = None,
+        clip_checkpoint: str | os.PathLike | None = None,
     ) -> RISAMPredictor:
-        """A predictor for a trained model that ships in the package (:data:`risam.registry.files.SHIPPED_MODELS`);
-        it needs no file. ``risam_tiny_refshapes`` knows only RefShapes' world (see its metadata)."""
+        """A predictor for a trained model by name: one that ships in the package
+        (:data:`risam.registry.files.SHIPPED_MODELS`; it needs no file), or one on the Hugging Face Hub,
+        ``"hf-hub:ORG/NAME"`` or ``"hf-hub:ORG/NAME@REVISION"`` (a branch, tag or commit id), taken from the
+        Hugging Face cache or fetched into it (``HF_HUB_OFFLINE=1`` keeps to the cache).
+
+        A Hub model of a paper config needs its frozen encoder files: ``sam_checkpoint`` and
+        ``clip_checkpoint`` take paths, ``"download"`` (the official files) or ``hf-hub:`` names of the
+        encoders' Hub repos (:data:`risam.registry.files.SAM_HUB_REPOS`). ``risam_tiny_refshapes`` knows only
+        RefShapes' world (see its metadata).
+        """
+        if not is_hub_name(name):
+            name = pretrained_path(name)
         return cls.from_checkpoint(
-            pretrained_path(name), device=device, threshold=threshold, precision=precision, compile=compile
+            name,
+            sam_checkpoint,
+            clip_checkpoint,
+            device=device,
+            threshold=threshold,
+            precision=precision,
+            compile=compile,
         )
 
     @torch.no_grad()

@@ -36,10 +36,23 @@ def run_data_synth(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
-    from risam.registry.files import CLIP_WEIGHTS, SAM_WEIGHTS, official_weights
+    from risam.registry.files import (
+        CLIP_HUB_REPOS,
+        CLIP_WEIGHTS,
+        SAM_HUB_REPOS,
+        SAM_WEIGHTS,
+        hub_encoder_weights,
+        official_weights,
+    )
 
     names = [*SAM_WEIGHTS, *CLIP_WEIGHTS] if "all" in args.names else list(dict.fromkeys(args.names))
     for name in names:
+        if args.source == "hub":
+            repo = SAM_HUB_REPOS.get(name) or CLIP_HUB_REPOS[name]
+            path, checked = hub_encoder_weights(name)
+            flag = "--sam-checkpoint" if name in SAM_HUB_REPOS else "--clip-checkpoint"
+            print(f"{name}: {path} ({checked}, as the Hub records it); pass {flag} hf-hub:{repo} or the path")
+            continue
         table = SAM_WEIGHTS if name in SAM_WEIGHTS else CLIP_WEIGHTS
         path = official_weights(table, name, "NAME", recheck=True)
         print(f"{name}: {path} (SHA-256 {table[name].sha256}, checked)")
@@ -177,9 +190,27 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from risam.engine.export import export_run
+    from risam.errors import InputError
 
-    record = export_run(args.run_dir, args.output, weights=args.weights, command=args.recorded_command, cost=args.cost)
-    print(f"wrote {args.output}: the {args.weights} weights of {args.run_dir}, with " + ", ".join(sorted(record)))
+    folder = args.output.suffix != ".safetensors"
+    if args.push_to_hub and not folder:
+        raise InputError(f"--push-to-hub uploads a folder; give a folder as OUT, not {args.output}")
+    record = export_run(
+        args.source,
+        args.output,
+        weights=args.weights,
+        command=args.recorded_command,
+        cost=args.cost,
+        license=args.license,
+        repo_id=args.push_to_hub,
+    )
+    what = "model.safetensors, config.json and README.md" if folder else f"the {args.weights} weights"
+    print(f"wrote {args.output}: {what} of {args.source}, recording " + ", ".join(sorted(record)))
+    if args.push_to_hub:
+        from risam.io.hub import push_folder
+
+        url = push_folder(args.output, args.push_to_hub, private=args.private)
+        print(f"uploaded to {args.push_to_hub}: {url}; load it as hf-hub:{args.push_to_hub}")
     return 0
 
 

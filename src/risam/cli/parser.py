@@ -11,10 +11,8 @@ from risam.cli.commands import (
     run_ablate,
     run_convert_clip,
     run_demo,
-    run_download,
     run_evaluate,
     run_explain,
-    run_export,
     run_info,
     run_pretrain_tiny,
     run_quickstart,
@@ -23,9 +21,10 @@ from risam.cli.commands import (
 from risam.cli.data_parser import add_data_command
 from risam.cli.segment_command import run_segment
 from risam.cli.text import terminal_safe
+from risam.cli.weights_parser import add_download_command, add_export_command
 from risam.config import DEFAULT_THRESHOLD
 from risam.config.experiment import PRECISIONS
-from risam.registry.files import CLIP_WEIGHTS, DEFAULT_PRETRAINED, DOWNLOAD, SAM_WEIGHTS, SHIPPED_MODEL_LIMITS
+from risam.registry.files import DEFAULT_PRETRAINED, DOWNLOAD, SHIPPED_MODEL_LIMITS
 from risam.registry.names import list_models
 
 # What ``risam --help`` ends with: from a machine with internet to RefCOCO numbers (README, "Real data").
@@ -48,31 +47,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {terminal_safe(message)} (see {self.prog} --help)\n")
 
 
-def _weights_help() -> str:
-    """The names ``risam download`` takes, with their files."""
-    files = ", ".join(f"{name} ({remote.file_name})" for name, remote in {**SAM_WEIGHTS, **CLIP_WEIGHTS}.items())
-    return f"{files}, or all"
-
-
 def _add_model_files(parser: argparse.ArgumentParser) -> None:
     """The weights file of a trained model and the encoder files it was trained on."""
     parser.add_argument(
         "--checkpoint",
-        type=Path,
+        type=str,
         default=None,
-        help=f"RISAM weights (.safetensors) or a shipped model's name (default: the built-in {DEFAULT_PRETRAINED})",
+        help="RISAM weights (.safetensors), a shipped model's name, or a model on the Hugging Face Hub, "
+        f"hf-hub:ORG/NAME[@REVISION] (default: the built-in {DEFAULT_PRETRAINED})",
     )
     parser.add_argument(
         "--sam-checkpoint",
-        type=Path,
+        type=str,
         default=None,
-        help=f"official SAM file (frozen encoder), or '{DOWNLOAD}' for the cached official file (fetched if absent)",
+        help=f"official SAM file (frozen encoder), '{DOWNLOAD}' for the cached official file (fetched if absent), "
+        "or a Hub repo of its weights (hf-hub:timm/samvit_huge_patch16.sa1b)",
     )
     parser.add_argument(
         "--clip-checkpoint",
-        type=Path,
+        type=str,
         default=None,
-        help=f"CLIP file (frozen encoder), or '{DOWNLOAD}' for the cached official file (fetched if absent)",
+        help=f"CLIP file (frozen encoder), '{DOWNLOAD}' for the cached official file (fetched if absent), or a "
+        "Hub repo of its weights (hf-hub:timm/vit_base_patch16_clip_224.openai)",
     )
     parser.add_argument(
         "--random-encoders",
@@ -135,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_explain,
         _add_convert_clip,
         _add_demo,
-        _add_export,
-        _add_download,
+        add_export_command,
+        add_download_command,
     ):
         add(commands)
     add_data_command(commands)
@@ -166,7 +162,10 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("evaluate", help="evaluate a RISAM weights file on a split")
     evaluate.add_argument("--config", required=True, help="experiment YAML, or a shipped name")
     evaluate.add_argument(
-        "--checkpoint", type=Path, required=True, help="RISAM weights (.safetensors) or a shipped model's name"
+        "--checkpoint",
+        type=str,
+        required=True,
+        help="RISAM weights (.safetensors), a shipped model's name, or hf-hub:ORG/NAME[@REVISION]",
     )
     evaluate.add_argument("--split", required=True, help="split to evaluate, e.g. val, testA")
     evaluate.add_argument("--output", type=Path, default=None, help="results JSON (a .md table is written beside)")
@@ -332,34 +331,3 @@ def _add_demo(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--max-upload-bytes", type=int, default=20_000_000, help="largest accepted upload")
     _add_compile(demo)
     demo.set_defaults(run=run_demo)
-
-
-def _add_export(commands: argparse._SubParsersAction) -> None:
-    """``risam export RUN OUT``: a run's weights as one file with its record."""
-    export = commands.add_parser(
-        "export", help="a finished run's weights as one file that records its recipe, command, seed and results"
-    )
-    export.add_argument("run_dir", metavar="RUN", type=Path, help="the run's output folder (train.output_dir)")
-    export.add_argument("output", type=Path, help="weights file to write (.safetensors)")
-    export.add_argument("--weights", choices=("last", "best"), default="last", help="which weights (default last)")
-    export.add_argument(
-        "--command", dest="recorded_command", default=None, help="the commands that made the run, to record"
-    )
-    export.add_argument("--cost", default=None, help="what the run cost, to record (e.g. 1 h 50 min on 2 CPU cores)")
-    export.set_defaults(run=run_export)
-
-
-def _add_download(commands: argparse._SubParsersAction) -> None:
-    """``risam download NAME...``: the official encoder files into the cache."""
-    download = commands.add_parser(
-        "download",
-        help="fetch the official SAM and CLIP files into the cache",
-        description="Fetch the official encoder files into $RISAM_HOME/weights (default ~/.cache/risam/weights), "
-        "resuming an interrupted transfer and checking each file's SHA-256; a file already there is checked "
-        f"again. Models and commands then take '{DOWNLOAD}' in place of an encoder file, e.g. "
-        f"risam train --config refcoco --set model.sam_checkpoint={DOWNLOAD} --set model.clip_checkpoint={DOWNLOAD}.",
-    )
-    download.add_argument(
-        "names", nargs="+", choices=[*SAM_WEIGHTS, *CLIP_WEIGHTS, "all"], metavar="NAME", help=_weights_help()
-    )
-    download.set_defaults(run=run_download)

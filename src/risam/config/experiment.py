@@ -23,7 +23,9 @@ class ModelSection:
     """Which registered model, with dotted architecture overrides, and the encoder files.
 
     ``sam_checkpoint`` is the image encoder's file: Meta's SAM checkpoint, or the timm
-    checkpoint of another backbone (``image_encoder.backbone``).
+    checkpoint of another backbone (``image_encoder.backbone``); ``clip_checkpoint`` the CLIP file.
+    Each may also be ``download`` (the official file, fetched into the cache) or a Hub repo of the
+    same weights, ``hf-hub:timm/samvit_huge_patch16.sa1b`` (:func:`risam.registry.files.encoder_file`).
     """
 
     name: str = "risam_vit_h"

@@ -222,9 +222,10 @@ def launch_demo(
     precision: str = "auto",
     compile: bool = False,
 ) -> None:
-    """Serve the demo at http://host:port until interrupted (no share link), for a RISAM weights file or a
-    shipped model's name (None: the built-in ``risam_tiny_refshapes``), its frozen encoders in ``precision``
-    ("auto", "fp32" or "bf16": :mod:`risam.precision`), the image encoder compiled if ``compile``."""
+    """Serve the demo at http://host:port until interrupted (no share link), for a RISAM weights file, a
+    shipped model's name or an ``hf-hub:`` name (None: the built-in ``risam_tiny_refshapes``), its frozen
+    encoders in ``precision`` ("auto", "fp32" or "bf16": :mod:`risam.precision`), the image encoder compiled if
+    ``compile``."""
     predictor = RISAMPredictor.from_checkpoint(
         checkpoint,
         sam_checkpoint,

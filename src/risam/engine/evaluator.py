@@ -22,6 +22,7 @@ from risam.engine.experiment import build_dataset, place_model
 from risam.evaluation.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
 from risam.evaluation.metrics import MetricAccumulator, results_table
 from risam.io.files import atomic_write_json, atomic_write_text
+from risam.io.hub import is_hub_name, pinned_name
 from risam.modeling.compiled import compile_or_eager
 from risam.modeling.model import RISAM
 from risam.registry.create import create_model
@@ -98,14 +99,17 @@ def evaluate_model(
 def run_evaluation(
     config: ExperimentConfig, checkpoint: str | os.PathLike, split: str, output: str | os.PathLike | None = None
 ) -> dict[str, Any]:
-    """Evaluate the RISAM weights file ``checkpoint`` (or a shipped model's name) on ``split`` of the
-    configured dataset.
+    """Evaluate the RISAM weights file ``checkpoint`` (or a shipped model's name, or a model on the Hub,
+    ``hf-hub:ORG/NAME[@REVISION]``, recorded as ``hf-hub:ORG/NAME@COMMIT``) on ``split`` of the configured
+    dataset.
 
     The architecture comes from the checkpoint, the encoder files and data from ``config``.
     Rank 0 writes ``output`` (JSON, fractions; ``encoder_precision`` says whether the frozen encoders ran
     in fp32 or bf16) and, next to it, the same as a markdown table in percent (``.md``). Returns the results.
     """
+    label = checkpoint
     checkpoint = resolve_checkpoint(checkpoint)
+    label = pinned_name(label, checkpoint) if is_hub_name(label) else str(checkpoint)
     context = init_distributed()
     model = create_model(
         checkpoint=checkpoint,
@@ -131,7 +135,7 @@ def run_evaluation(
         model=model.config.name,
         dataset=config.data.dataset,
         split=split,
-        checkpoint=str(checkpoint),
+        checkpoint=label,
         encoder_precision=model.encoder_precision,
     )
     if output is not None and context.is_main:

@@ -12,6 +12,10 @@ place, but both start an interrupted transfer from zero, which for SAM ViT-H (2.
 train2014 (13 GiB) is the case that matters. The transfer here is the standard library's
 ``urllib`` (redirects, proxies from the environment, HTTPS) and ``tqdm`` (already a dependency).
 
+Files on the Hugging Face Hub (models by ``hf-hub:`` name, the encoders' Hub copies) come through
+``huggingface_hub`` instead (:mod:`risam.io.hub`); this module serves what is not on the Hub: Meta's and
+OpenAI's official URLs and the datasets' files.
+
 Downloaded weights live in the cache :func:`risam_home` (``$RISAM_HOME``, by default
 ``~/.cache/risam``), as timm's and open_clip's ``pretrained`` files live in Hugging Face's cache.
 """

@@ -2,7 +2,8 @@
 
 RISAM reads the outputs of the 2nd, 3rd and 4th global-attention blocks (paper Sec. 3.1),
 so the model is built only up to the last tapped block and without SAM's neck.
-Weights come from Meta's official SAM checkpoints (``sam_vit_{b,l,h}_*.pth``).
+Weights come from Meta's official SAM checkpoints (``sam_vit_{b,l,h}_*.pth``) or from timm's files of the
+same weights on the Hugging Face Hub (``timm/samvit_*_patch16.sa1b``: ``model.safetensors`` in timm's names).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ import os
 import re
 from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
 
 from timm.models.vision_transformer_sam import VisionTransformerSAM, checkpoint_filter_fn
 from torch import Tensor, nn
 
 from risam.config.model import ImageEncoderConfig
+from risam.io.files import readable_file
 from risam.io.state_dict import CheckpointError, load_state_dict_strict, torch_load_weights_only
+from risam.io.weights import load_safetensors
 from risam.modeling.sam_block import SamBlock
 
 _SAM_PREFIX = "image_encoder."
@@ -109,14 +111,20 @@ class SamImageEncoder(nn.Module):
         """Load Meta's SAM checkpoint (``sam_vit_h_4b8939.pth``, ...) or an image-encoder state dict.
 
         A full SAM state dict has ``image_encoder.*`` keys in Meta's names; an image-encoder
-        state dict has them without the prefix, in Meta's or timm's names. The neck and the
+        state dict has them without the prefix, in Meta's or timm's names, in a torch file or a
+        ``.safetensors`` file (timm's files on the Hub: ``model.safetensors``). The neck and the
         blocks after the last tap are dropped; everything else must fit exactly (no
         resampling of position embeddings), otherwise CheckpointError names the keys.
         """
-        path = Path(path)
-        state_dict = torch_load_weights_only(
-            path, "expected Meta's SAM checkpoint (e.g. sam_vit_h_4b8939.pth) or an image-encoder state dict"
-        )
+        path = readable_file(path, "SAM checkpoint")
+        expected = "expected Meta's SAM checkpoint (e.g. sam_vit_h_4b8939.pth) or an image-encoder state dict"
+        if path.suffix == ".safetensors":
+            try:
+                state_dict = load_safetensors(path)
+            except Exception as error:  # safetensors raises its own errors, and OSError, for a damaged file
+                raise CheckpointError(f"{path} could not be read ({type(error).__name__}); {expected}") from error
+        else:
+            state_dict = torch_load_weights_only(path, expected)
         if not isinstance(state_dict, Mapping):
             raise CheckpointError(
                 f"{path} holds a {type(state_dict).__name__}; expected a state dict mapping parameter names "

@@ -16,12 +16,10 @@ from risam.modeling.build import build_model
 from risam.modeling.model import RISAM
 from risam.precision import PrecisionChoice, choose_precision
 from risam.registry.files import (
-    CLIP_WEIGHTS,
-    DOWNLOAD,
-    SAM_WEIGHTS,
     SHIPPED_ENCODERS,
+    encoder_file,
     missing_encoder_files,
-    official_weights,
+    resolve_checkpoint,
     shipped_encoders_path,
 )
 from risam.registry.names import get_config
@@ -41,13 +39,16 @@ def create_model(
 ) -> RISAM:
     """Build a RISAM model by registered ``name`` or from a RISAM weights file.
 
-    sam_checkpoint: Meta's official SAM ``.pth`` (or an image-encoder state dict); for a timm
-        backbone (``image_encoder.backbone``, paper Tab. 7), its timm checkpoint. ``"download"``:
-        the official file of the model's SAM (:data:`SAM_WEIGHTS`), from the cache or fetched into
-        it (:func:`official_weights`).
-    clip_checkpoint: OpenAI CLIP ``.pt`` or an open_clip checkpoint; ``"download"`` as above.
-    checkpoint: a RISAM weights file; its stored config rebuilds the model (``name``, if
-        given, must match it) and its trainable weights are loaded strictly.
+    sam_checkpoint: Meta's official SAM ``.pth`` (or an image-encoder state dict, e.g. timm's
+        ``model.safetensors``); for a timm backbone (``image_encoder.backbone``, paper Tab. 7), its timm
+        checkpoint. ``"download"``: the official file of the model's SAM
+        (:data:`~risam.registry.files.SAM_WEIGHTS`), from the cache or fetched into it; ``"hf-hub:ORG/NAME"``:
+        that repo's encoder file from the Hugging Face cache (:func:`~risam.registry.files.encoder_file`).
+    clip_checkpoint: OpenAI CLIP ``.pt`` or an open_clip checkpoint; ``"download"`` and ``"hf-hub:"`` as above.
+    checkpoint: a RISAM weights file, a shipped model's name, or a model on the Hub
+        (``"hf-hub:ORG/NAME[@REVISION]"``, :func:`~risam.registry.files.resolve_checkpoint`); its stored
+        config rebuilds the model (``name``, if given, must match it) and its trainable weights are loaded
+        strictly.
     overrides: dotted config keys to change (not allowed together with ``checkpoint``).
     device: where to build; "meta" builds without allocating memory (for counting).
     pretrained: load the encoders that ship in the package for this model (``risam_tiny``),
@@ -64,6 +65,7 @@ def create_model(
     if checkpoint is not None:
         if overrides:
             raise ConfigError("overrides cannot change the architecture stored in a checkpoint")
+        checkpoint = resolve_checkpoint(checkpoint)
         config, state_dict = load_weights(checkpoint)
         if name is not None and name != config.name:
             raise ConfigError(f"{checkpoint} holds a {config.name!r} model, not {name!r}")
@@ -71,15 +73,8 @@ def create_model(
         raise ValueError("create_model needs a model name or a checkpoint")
     else:
         config = get_config(name, overrides)
-    if sam_checkpoint is not None and str(sam_checkpoint) == DOWNLOAD:
-        if config.image_encoder.family == "timm":
-            raise ConfigError(
-                f"image_encoder.backbone={config.image_encoder.backbone!r} is a timm model: '{DOWNLOAD}' fetches "
-                "only Meta's SAM files; pass the timm checkpoint's path as sam_checkpoint"
-            )
-        sam_checkpoint = official_weights(SAM_WEIGHTS, config.image_encoder.variant, "image_encoder.variant")
-    if clip_checkpoint is not None and str(clip_checkpoint) == DOWNLOAD:
-        clip_checkpoint = official_weights(CLIP_WEIGHTS, config.text_encoder.variant, "text_encoder.variant")
+    sam_checkpoint = encoder_file(sam_checkpoint, config, "sam")
+    clip_checkpoint = encoder_file(clip_checkpoint, config, "clip")
     shipped = pretrained and config.name in SHIPPED_ENCODERS and sam_checkpoint is None and clip_checkpoint is None
     missing = [] if checkpoint is None or shipped else missing_encoder_files(config, sam_checkpoint, clip_checkpoint)
     if missing and require_encoders:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from risam.config import ConfigError, RISAMConfig
 from risam.io.download import RemoteFile, fetch, risam_home
+from risam.io.hub import checked_hub_file, hub_model_weights, is_hub_name
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -42,6 +43,18 @@ CLIP_WEIGHTS = {
         "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f",
     ),
 }
+# The same encoder files on the Hugging Face Hub, the second source (``risam download --source hub``, or an
+# ``hf-hub:`` name in place of an encoder file): timm's SAM repos (timm's names, which the image encoder
+# reads) and the repo of open_clip's ``ViT-B-16`` ``openai`` weights (open_clip's names, which are OpenAI's).
+# Each repo's files in order of preference; the Hub's recorded SHA-256 checks the one taken.
+SAM_HUB_FILES = ("model.safetensors", "pytorch_model.bin")
+CLIP_HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+SAM_HUB_REPOS = {
+    "sam_vit_b": "timm/samvit_base_patch16.sa1b",
+    "sam_vit_l": "timm/samvit_large_patch16.sa1b",
+    "sam_vit_h": "timm/samvit_huge_patch16.sa1b",
+}
+CLIP_HUB_REPOS = {"clip_vit_b16": "timm/vit_base_patch16_clip_224.openai"}
 # What an encoder file argument may say instead of a path: fetch the official file into the cache.
 DOWNLOAD = "download"
 WEIGHTS_CACHE = "weights"  # the folder of :func:`risam.io.download.risam_home` that holds encoder files
@@ -74,6 +87,35 @@ def official_weights(table: Mapping[str, RemoteFile], variant: str, key: str, re
     return fetch(table[variant], risam_home() / WEIGHTS_CACHE, recheck=recheck)
 
 
+def hub_encoder_weights(name: str) -> tuple[Path, str]:
+    """The Hub's copy of the official encoder file ``name`` (a key of :data:`SAM_HUB_REPOS` or
+    :data:`CLIP_HUB_REPOS`) in the Hugging Face cache, checked; returns (path, its checked hash)."""
+    if name in SAM_HUB_REPOS:
+        return checked_hub_file(f"hf-hub:{SAM_HUB_REPOS[name]}", SAM_HUB_FILES)
+    return checked_hub_file(f"hf-hub:{CLIP_HUB_REPOS[name]}", CLIP_HUB_FILES)
+
+
+def encoder_file(value: str | os.PathLike | None, config: RISAMConfig, part: str) -> str | os.PathLike | None:
+    """An encoder file argument (``part``: "sam" or "clip") as a local file: ``"download"`` is the official file
+    of the model's encoder (fetched into the cache if absent), an ``hf-hub:ORG/NAME[@REVISION]`` name the
+    repo's encoder file (:data:`SAM_HUB_FILES`, :data:`CLIP_HUB_FILES`) from the Hugging Face cache, anything
+    else (a path, or None) is returned as it is."""
+    if value is None:
+        return None
+    if is_hub_name(value):
+        return checked_hub_file(value, SAM_HUB_FILES if part == "sam" else CLIP_HUB_FILES)[0]
+    if str(value) != DOWNLOAD:
+        return value
+    if part == "clip":
+        return official_weights(CLIP_WEIGHTS, config.text_encoder.variant, "text_encoder.variant")
+    if config.image_encoder.family == "timm":
+        raise ConfigError(
+            f"image_encoder.backbone={config.image_encoder.backbone!r} is a timm model: '{DOWNLOAD}' fetches "
+            "only Meta's SAM files; pass the timm checkpoint's path as sam_checkpoint"
+        )
+    return official_weights(SAM_WEIGHTS, config.image_encoder.variant, "image_encoder.variant")
+
+
 def pretrained_path(name: str) -> Path:
     """The weights file of the shipped trained model ``name`` (:data:`SHIPPED_MODELS`) inside the package."""
     if name not in SHIPPED_MODELS:
@@ -83,9 +125,12 @@ def pretrained_path(name: str) -> Path:
 
 def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
     """The weights file a command uses: the default shipped model for None, a shipped model for its name
-    (unless a file of that name exists), else ``checkpoint`` itself."""
+    (unless a file of that name exists), a model on the Hub for ``hf-hub:ORG/NAME[@REVISION]`` (from the
+    Hugging Face cache, fetched if absent: :func:`risam.io.hub.hub_model_weights`), else ``checkpoint``."""
     if checkpoint is None:
         return pretrained_path(DEFAULT_PRETRAINED)
+    if is_hub_name(checkpoint):
+        return hub_model_weights(checkpoint)
     if str(checkpoint) in SHIPPED_MODELS and not Path(checkpoint).exists():
         return pretrained_path(str(checkpoint))
     return Path(checkpoint)
