@@ -73,9 +73,23 @@ def run_data_download(args: argparse.Namespace) -> int:
 def run_data_check(args: argparse.Namespace) -> int:
     from risam.data.check import check_data_root
 
-    report = check_data_root(args.root, args.dataset, image_root=args.image_root)
-    print(report.format())
-    return 0 if report.ok else 1
+    names = list(dict.fromkeys(args.dataset))
+    reports = [check_data_root(args.root, name, image_root=args.image_root) for name in names]
+    print("\n".join(report.format() for report in reports))
+    if len(names) > 1 and all(report.ok for report in reports):
+        from risam.config.experiment import DataSection, DatasetEntry
+        from risam.data.mixture import find_overlaps, format_overlaps, held_out_images, load_entry_split
+
+        data = DataSection(
+            root=str(args.root),
+            image_root=None if args.image_root is None else str(args.image_root),
+            datasets=[DatasetEntry(name) for name in names],
+        )
+        trains = [load_entry_split(entry, data, entry.train_split) for entry in data.datasets]
+        overlaps, _ = find_overlaps(trains, held_out_images(data))
+        print(f"\nImages shared by {', '.join(names)} (train splits against every val and test split):")
+        print(format_overlaps(overlaps, applied=True))
+    return 0 if all(report.ok for report in reports) else 1
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -57,6 +57,13 @@ def _add_data_check(commands: argparse._SubParsersAction) -> None:
     """``risam data check ROOT``: a data root validated, with counts per split."""
     check = commands.add_parser("check", help="validate a data root and print counts per split")
     check.add_argument("root", type=Path, help="data root (REFER layout)")
-    check.add_argument("--dataset", required=True, choices=list(DATASETS), help="dataset to check")
+    check.add_argument(
+        "--dataset",
+        required=True,
+        nargs="+",
+        choices=list(DATASETS),
+        help="dataset(s) to check; with several, also the table of training images that are images of their "
+        "val and test splits (what a mixed experiment's leakage rule removes)",
+    )
     check.add_argument("--image-root", type=Path, default=None, help="image folder, if not under the root")
     check.set_defaults(run=run_data_check)

@@ -35,8 +35,37 @@ class ModelSection:
 
 
 @dataclass
+class DatasetEntry:
+    """One dataset of a mixed experiment (``data.datasets``): its name (a key of
+    :data:`risam.data.catalog.DATASETS`), its data root and image folder (default: the data section's),
+    its training and validation splits, and its ``weight``: the share of training sentences drawn from
+    it (default: proportional to its sentences, each sentence once per epoch). A bare name stands for an
+    entry with the defaults (``datasets: [refcoco, refcoco+, refcocog_umd]``).
+    """
+
+    name: str
+    root: str | None = None
+    image_root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    weight: float | None = None
+
+    @classmethod
+    def from_name(cls, name: str) -> DatasetEntry:
+        """The entry of dataset ``name`` with every other key at its default."""
+        return cls(name=name)
+
+
+@dataclass
 class DataSection:
-    """The dataset under a data root (REFER layout) and how it is read."""
+    """The dataset under a data root (REFER layout) and how it is read.
+
+    ``datasets``, when not empty, trains on several datasets at once (:mod:`risam.data.mixture`) and
+    replaces ``dataset``, ``train_split`` and ``val_split``; every entry's ``val_split`` is evaluated.
+    ``exclude_eval_images`` is the leakage rule of a mixed experiment: no training image may be an image
+    of any val or test split of any listed dataset, nor of ``held_out_splits`` (``DATASET/SPLIT``, splits
+    evaluated elsewhere, e.g. ``refcocog_umd/test`` when it is not in the list).
+    """
 
     root: str | None = None
     dataset: str = "refcoco"
@@ -45,6 +74,9 @@ class DataSection:
     image_root: str | None = None
     max_words: int = 17
     num_workers: int = 4
+    datasets: list[DatasetEntry] = field(default_factory=list)
+    exclude_eval_images: bool = True
+    held_out_splits: list[str] = field(default_factory=list)
 
 
 @dataclass

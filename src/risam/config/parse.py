@@ -49,6 +49,8 @@ def dataclass_from_dict(cls: type, data: Any, source: str = "config", prefix: st
 def _value(hint: Any, value: Any, key: str, source: str) -> Any:
     """``value`` as type ``hint``, or ConfigError naming ``key``."""
     if dataclasses.is_dataclass(hint):
+        if isinstance(value, str) and hasattr(hint, "from_name"):  # a bare name for a section that has one
+            return hint.from_name(value)
         return dataclass_from_dict(hint, value, source, prefix=key + ".")
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):

@@ -13,6 +13,11 @@ disjoint from every other rank's, and one process with ``accumulation_steps = n`
 the micro-batches that ``n`` DDP ranks would: the same global batch gives the same gradient.
 The order is deterministic by ``seed`` and the epoch set with :meth:`set_epoch`.
 
+With ``sample_weights`` (a mixed experiment whose datasets are given weights: :mod:`risam.data.mixture`)
+an epoch is as many groups drawn with replacement, each with probability proportional to the mean weight
+of its sentences, so that a dataset's share of the sentences follows its weight; without them, or with
+all weights equal, an epoch is a permutation of the groups.
+
 With ``drop_last`` (training) only whole global batches are used, so every rank runs the same
 number of steps; without it (evaluation) every sentence is visited exactly once across ranks.
 """
@@ -34,6 +39,7 @@ class GroupedBatchSampler(Sampler[list[int]]):
     num_replicas, rank: the DDP world size and this process's rank; by default those of the
     initialized default process group (1 and 0 without one).
     accumulation_steps: micro-batches per optimizer step on each rank.
+    sample_weights: the sampling weight of every sample (module docstring); None: every group once per epoch.
     """
 
     def __init__(
@@ -47,6 +53,7 @@ class GroupedBatchSampler(Sampler[list[int]]):
         rank: int | None = None,
         drop_last: bool = False,
         accumulation_steps: int = 1,
+        sample_weights: Sequence[float] | None = None,
     ) -> None:
         distributed = dist.is_available() and dist.is_initialized()
         num_replicas = num_replicas if num_replicas is not None else (dist.get_world_size() if distributed else 1)
@@ -76,6 +83,13 @@ class GroupedBatchSampler(Sampler[list[int]]):
         self.groups = [
             indices[start : start + chunk] for indices in by_image.values() for start in range(0, len(indices), chunk)
         ]
+        self.group_weights: torch.Tensor | None = None
+        if sample_weights is not None and len(set(sample_weights)) > 1:
+            if len(sample_weights) != len(image_ids):
+                raise ValueError(f"{len(sample_weights)} sample weights for {len(image_ids)} samples")
+            self.group_weights = torch.tensor(
+                [sum(sample_weights[i] for i in group) / len(group) for group in self.groups], dtype=torch.float64
+            )
 
     def set_epoch(self, epoch: int, start_step: int = 0) -> None:
         """Use the order of ``epoch``, starting at optimizer step ``start_step`` (to resume mid-epoch)."""
@@ -90,8 +104,10 @@ class GroupedBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         order = list(range(len(self.groups)))
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        if self.group_weights is not None:
+            order = torch.multinomial(self.group_weights, len(order), replacement=True, generator=generator).tolist()
+        elif self.shuffle:
             order = torch.randperm(len(order), generator=generator).tolist()
         for step in range(self.start_step, self.steps_per_epoch()):
             global_batch = order[step * self.global_groups : (step + 1) * self.global_groups]

@@ -133,7 +133,7 @@ def run_evaluation(
     )
     results.update(
         model=model.config.name,
-        dataset=config.data.dataset,
+        dataset=dataset.split.dataset,
         split=split,
         checkpoint=label,
         encoder_precision=model.encoder_precision,

@@ -7,7 +7,17 @@ import torch
 from risam.config import ConfigError
 from risam.config.experiment import ExperimentConfig
 from risam.data.dataset import ReferDataset
+from risam.data.mixture import (
+    MixedSplit,
+    Overlap,
+    entry_for,
+    entry_root,
+    load_entry_split,
+    mixed_train_split,
+    split_label,
+)
 from risam.data.readers import load_split
+from risam.data.records import ReferSplit
 from risam.modeling.model import RISAM
 from risam.precision import choose_precision, warn_if_emulated
 from risam.registry.create import create_model
@@ -30,19 +40,15 @@ def place_model(model: RISAM, config: ExperimentConfig, device: torch.device) ->
     return model.to(device).store_frozen_encoders(choice.dtype)
 
 
-def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: bool) -> ReferDataset:
-    """The ``split`` of the configured dataset, preprocessed for ``model`` (original masks kept for eval)."""
-    if config.data.root is None:
+def _check_root(config: ExperimentConfig) -> None:
+    if config.data.root is None and not all(entry.root for entry in config.data.datasets or [None]):
         raise ConfigError(
             "data.root is not set; give it in the config or as the override data.root=/path/to/data (a REFER-layout "
             "data root)"
         )
-    data = load_split(config.data.root, config.data.dataset, split, image_root=config.data.image_root)
-    if not data.expressions:
-        raise ConfigError(
-            f"split {split!r} of {config.data.dataset} under {config.data.root} has no sentences ({data.source}); "
-            "risam data check counts the sentences of every split"
-        )
+
+
+def _as_dataset(data: ReferSplit | MixedSplit, model: RISAM, for_eval: bool) -> ReferDataset:
     image = model.image_encoder.config
     return ReferDataset(
         data,
@@ -52,3 +58,48 @@ def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: 
         image.pixel_std,
         keep_original_masks=for_eval,
     )
+
+
+def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: bool) -> ReferDataset:
+    """The ``split`` of the configured dataset, preprocessed for ``model`` (original masks kept for eval).
+
+    In a mixed experiment (``data.datasets``) ``split`` is ``DATASET/SPLIT``, a split of a listed dataset.
+    """
+    _check_root(config)
+    if config.data.datasets:
+        name, slash, part = split.rpartition("/")
+        if not slash:
+            listed = ", ".join(entry.name for entry in config.data.datasets)
+            raise ConfigError(f"split {split!r}: a mixed experiment names splits as DATASET/SPLIT (datasets: {listed})")
+        entry = entry_for(config.data, name)
+        data = load_entry_split(entry, config.data, part)
+        where = entry_root(entry, config.data)
+    else:
+        data = load_split(config.data.root, config.data.dataset, split, image_root=config.data.image_root)
+        where = config.data.root
+    if not data.expressions:
+        raise ConfigError(
+            f"split {split!r} of {data.dataset} under {where} has no sentences ({data.source}); "
+            "risam data check counts the sentences of every split"
+        )
+    return _as_dataset(data, model, for_eval)
+
+
+def build_train_dataset(
+    config: ExperimentConfig, model: RISAM
+) -> tuple[ReferDataset, list[Overlap], list[float] | None]:
+    """The training set: the configured train split, or in a mixed experiment the joined train splits with
+    the leakage rule applied (:func:`risam.data.mixture.mixed_train_split`), what the rule found per dataset,
+    and the sentences' sampling weights (None for one dataset)."""
+    if not config.data.datasets:
+        return build_dataset(config, model, config.data.train_split, for_eval=False), [], None
+    _check_root(config)
+    mixed, overlaps, weights = mixed_train_split(config.data)
+    return _as_dataset(mixed, model, for_eval=False), overlaps, weights
+
+
+def val_splits(config: ExperimentConfig) -> list[str]:
+    """The splits evaluated during training: ``data.val_split``, or every listed dataset's as DATASET/SPLIT."""
+    if config.data.datasets:
+        return [split_label(entry, entry.val_split) for entry in config.data.datasets]
+    return [config.data.val_split]

@@ -30,6 +30,7 @@ PANEL_COLOR = "#f4f4f4"  # the background of the side panel's text box
 TITLE_SIZE = 16
 LABEL_SIZE = 14
 TEXT_SIZE = 12
+SPLIT_COLORS = ("#2a9d8f", "#8e44ad", "#6d4c41", "#d81b60", "#546e7a", "#7cb342")  # a mixed run's splits
 MAX_VALUE_LABELS = 12  # more evaluations than this: every k-th point (and the last) gets its value written
 
 
@@ -85,8 +86,9 @@ def draw_learning_curve(rows: Sequence[dict[str, float]], final: dict[str, Any] 
 
     ``rows`` (from :func:`read_eval_rows`; at least one, each with ``epoch``, ``overall_iou`` and ``mean_iou``
     as fractions) give one point per evaluation: x = epoch, y = validation overall and mean IoU in percent,
-    with the values written at the points. The sentence-free baseline, ``final``'s or else the rows', is a
-    dashed horizontal line. ``final`` (the last evaluation's results, as
+    with the values written at the points; in a mixed run (columns ``DATASET/SPLIT:overall_iou``) those are
+    the means over the splits, and each split's overall IoU is a dotted line of its own. The sentence-free
+    baseline, ``final``'s or else the rows', is a dashed horizontal line. ``final`` (the last evaluation's results, as
     :func:`~risam.engine.evaluator.evaluate_model` returns them) adds a panel on the right with its
     ``grounding_gap`` in points and ``by_type`` overall IoU when it holds them; without them (not RefShapes,
     or ``final=None``) the curve fills the figure.
@@ -116,8 +118,23 @@ def draw_learning_curve(rows: Sequence[dict[str, float]], final: dict[str, Any] 
     epochs = [row["epoch"] for row in rows]
     overall = [100 * row["overall_iou"] for row in rows]
     mean = [100 * row["mean_iou"] for row in rows]
-    axes.plot(epochs, overall, marker="o", markersize=7, linewidth=2.5, color=OVERALL_COLOR, label="val overall IoU")
-    axes.plot(epochs, mean, marker="s", markersize=6, linewidth=2, color=MEAN_COLOR, label="val mean IoU")
+    splits = list(dict.fromkeys(key.rpartition(":")[0] for row in rows for key in row if key.endswith(":overall_iou")))
+    of = " (mean of the splits)" if splits else ""
+    axes.plot(
+        epochs, overall, marker="o", markersize=7, linewidth=2.5, color=OVERALL_COLOR, label=f"val overall IoU{of}"
+    )
+    axes.plot(epochs, mean, marker="s", markersize=6, linewidth=2, color=MEAN_COLOR, label=f"val mean IoU{of}")
+    for index, split in enumerate(splits):
+        points = [(row["epoch"], 100 * row[f"{split}:overall_iou"]) for row in rows if f"{split}:overall_iou" in row]
+        axes.plot(
+            *zip(*points, strict=True),
+            marker="^",
+            markersize=6,
+            linewidth=1.5,
+            linestyle=":",
+            color=SPLIT_COLORS[index % len(SPLIT_COLORS)],
+            label=f"{split} overall IoU",
+        )
     every = math.ceil(len(rows) / MAX_VALUE_LABELS)
     for index in range(len(rows) - 1, -1, -every):
         # The higher of the two values is written above its point, the lower below, so that they never overlap.

@@ -84,12 +84,16 @@ class TrainingLogger:
 
     def log_eval(self, step: int, epoch: int, results: dict[str, Any]) -> None:
         """One evaluation's overall IoU, mean IoU, Pr@X and, when the results hold them (RefShapes) and they are
-        not None, ``grounding_gap`` and ``sentence_free_baseline``."""
+        not None, ``grounding_gap`` and ``sentence_free_baseline``; for a mixed experiment (results with
+        ``splits``) the means over the splits, then each split's overall and mean IoU
+        (``DATASET/SPLIT:overall_iou``)."""
         values = {"overall_iou": results["overall_iou"], "mean_iou": results["mean_iou"]}
         values.update({f"pr@{key}": value for key, value in results["precision"].items()})
         values.update(
             {key: results[key] for key in ("grounding_gap", "sentence_free_baseline") if results.get(key) is not None}
         )
+        for label, split in results.get("splits", {}).items():
+            values.update({f"{label}:{key}": split[key] for key in ("overall_iou", "mean_iou")})
         self._append("eval.csv", {"step": step, "epoch": epoch, **values})
         for key, value in values.items():
             self.writer.add_scalar(f"val/{key}", value, step)

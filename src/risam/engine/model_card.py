@@ -80,10 +80,12 @@ def model_index(name: str, dataset: str, results: Mapping[str, Mapping[str, Any]
             {"type": f"precision@{threshold}", "value": value, "name": f"Prec@{threshold}"}
             for threshold, value in scores.get("precision", {}).items()
         ]
+        name_of, _, split = split.rpartition("/")  # a mixed run's results are keyed DATASET/SPLIT
+        evaluated = scores.get("dataset", name_of or dataset)
         entries.append(
             {
                 "task": {"type": "image-segmentation", "name": "Referring image segmentation"},
-                "dataset": {"name": DATASET_NAMES.get(dataset, dataset), "type": dataset, "split": split},
+                "dataset": {"name": DATASET_NAMES.get(evaluated, evaluated), "type": evaluated, "split": split},
                 "metrics": metrics,
             }
         )
@@ -143,14 +145,15 @@ def model_card(
     experiment = None
     if "experiment" in record:
         experiment = config_from_yaml(record["experiment"].encode(), "the weights file's record 'experiment'")
-    dataset = experiment.data.dataset if experiment else "unknown"
+    names = [entry.name for entry in experiment.data.datasets] if experiment else []
+    dataset = " + ".join(names) if names else (experiment.data.dataset if experiment else "unknown")
     results = recorded_results(record)
     results = dict(sorted(results.items(), key=lambda item: item[0] != "val"))  # val first, then as recorded
     metadata = {
         "library_name": LIBRARY_NAME,
         "pipeline_tag": "image-segmentation",
         "license": license,
-        "datasets": [dataset],
+        "datasets": names or [dataset],
         "tags": list(TAGS),
         "model-index": model_index(name, dataset, results),
     }
@@ -225,8 +228,14 @@ def _recipe_section(record: Mapping[str, str], experiment: Any) -> str:
     lines = []
     if experiment is not None:
         data, optim, batch, loss = experiment.data, experiment.optim, experiment.batch, experiment.loss
+        trained = ", ".join(f"`{e.name}/{e.train_split}`" for e in data.datasets)
+        validated = ", ".join(f"`{e.name}/{e.val_split}`" for e in data.datasets)
+        rule = "without" if data.exclude_eval_images else "with"
         lines += [
-            f"- Data: `{data.dataset}`, trained on `{data.train_split}`, validated on `{data.val_split}`.",
+            f"- Data: trained on {trained} together ({rule} the images of their val and test splits), validated on "
+            f"{validated}."
+            if data.datasets
+            else f"- Data: `{data.dataset}`, trained on `{data.train_split}`, validated on `{data.val_split}`.",
             f"- {optim.epochs} epochs, learning rate {optim.lr:g}, x{optim.gamma:g} at epochs "
             f"{', '.join(map(str, optim.milestones)) or '-'}, weight decay {optim.weight_decay:g}; {batch.mode} "
             f"batches of {batch.global_groups} images; loss {loss.focal_weight:g} focal + {loss.dice_weight:g} dice.",

@@ -29,17 +29,18 @@ from tqdm import tqdm
 from risam.config import ConfigError
 from risam.config.experiment import ExperimentConfig, OptimSection
 from risam.data.dataset import ReferBatch, identity_collate
+from risam.data.mixture import Overlap, format_overlaps, overlap_records
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.distributed import DistributedContext, all_reduce_sum, barrier, init_distributed
-from risam.engine.evaluator import evaluate_model
-from risam.engine.experiment import build_dataset, build_experiment_model, place_model
+from risam.engine.experiment import build_dataset, build_experiment_model, build_train_dataset, place_model, val_splits
 from risam.engine.feature_cache import CachedBatch, FeatureCache
 from risam.engine.learning_curve import write_learning_curve
 from risam.engine.logger import TrainingLogger
+from risam.engine.validation import VAL_RESULTS_FILE, validate
 from risam.evaluation.losses import risam_loss
 from risam.io.checkpoint import load_training_state, rng_state, save_training_state, set_rng_state
 from risam.io.config_files import save_config
-from risam.io.files import remove_stale_temporaries
+from risam.io.files import atomic_write_json, remove_stale_temporaries
 from risam.io.weights import save_weights
 
 
@@ -61,6 +62,9 @@ def _groups_per_rank(config: ExperimentConfig, world_size: int) -> int:
             f"batch.accumulation_steps={batch.accumulation_steps}"
         )
     return batch.global_groups // slots
+
+
+LEAKAGE_FILE = "leakage.json"  # a mixed run's overlap table (risam.data.mixture)
 
 
 def _seed_everything(seed: int) -> None:
@@ -89,8 +93,10 @@ class Trainer:
         _seed_everything(config.train.seed)
         self.model = place_model(build_experiment_model(config), config, self.context.device)
         self.model_config = self.model.config
-        self.train_set = build_dataset(config, self.model, config.data.train_split, for_eval=False)
-        self.val_set = build_dataset(config, self.model, config.data.val_split, for_eval=True)
+        self.train_set, self.overlaps, weights = build_train_dataset(config, self.model)
+        self.val_sets = [
+            (split, build_dataset(config, self.model, split, for_eval=True)) for split in val_splits(config)
+        ]
         self.sampler = GroupedBatchSampler(
             self.train_set.image_ids,
             _groups_per_rank(config, self.context.world_size),
@@ -99,10 +105,12 @@ class Trainer:
             seed=config.train.seed,
             drop_last=True,
             accumulation_steps=config.batch.accumulation_steps,
+            sample_weights=weights,
         )
         if self.sampler.steps_per_epoch() == 0:
             raise ConfigError(
-                f"{config.data.dataset} {config.data.train_split} has {len(self.sampler.groups)} groups, fewer than "
+                f"{self.train_set.split.dataset} {self.train_set.split.split} has {len(self.sampler.groups)} groups, "
+                "fewer than "
                 f"one global batch (batch.global_groups={config.batch.global_groups})"
             )
         self.cache: FeatureCache | None = None
@@ -216,17 +224,9 @@ class Trainer:
         return loss.detach()
 
     def evaluate(self) -> dict[str, Any]:
-        """Validation metrics of the current weights (all ranks take part)."""
-        return evaluate_model(
-            self.model,
-            self.val_set,
-            threshold=self.config.eval.threshold,
-            images_per_batch=self.config.eval.images_per_batch,
-            device=self.context.device,
-            bf16=self.config.train.bf16,
-            progress=self.config.train.progress and self.context.is_main,
-            data_root=self.config.data.root,
-        )
+        """Validation metrics of the current weights (all ranks take part): :func:`risam.engine.validation.validate`."""
+        progress = self.config.train.progress and self.context.is_main
+        return validate(self.model, self.val_sets, self.config, self.context.device, progress)
 
     def train(self) -> dict[str, Any]:
         """Run until the last epoch (or ``train.max_steps``); returns the last validation results."""
@@ -238,6 +238,8 @@ class Trainer:
         if self.context.is_main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.output_dir / "config.yaml")
+            if config.data.datasets:
+                report_overlaps(self.overlaps, config.data.exclude_eval_images, self.output_dir)
         accumulation = config.batch.accumulation_steps
         steps_per_epoch = self.sampler.steps_per_epoch()
         results: dict[str, Any] = {}
@@ -294,8 +296,9 @@ class Trainer:
                 results = self.evaluate()
                 if self.logger:
                     self.logger.log_eval(self.global_step, self.epoch, results)
-                    title = f"{config.model.name} on {config.data.dataset}: validation on {config.data.val_split}"
-                    write_learning_curve(self.output_dir, results, title=title)
+                    write_learning_curve(self.output_dir, results, title=_curve_title(config))
+                    if config.data.datasets:
+                        atomic_write_json(self.output_dir / VAL_RESULTS_FILE, {"epoch": self.epoch, **results})
                 if results["overall_iou"] > self.best_iou:
                     self.best_iou = results["overall_iou"]
                     if self.context.is_main:
@@ -306,6 +309,18 @@ class Trainer:
                         )
             self.save()
         return results
+
+
+def _curve_title(config: ExperimentConfig) -> str:
+    if config.data.datasets:
+        return f"{config.model.name} on {' + '.join(entry.name for entry in config.data.datasets)}: validation"
+    return f"{config.model.name} on {config.data.dataset}: validation on {config.data.val_split}"
+
+
+def report_overlaps(overlaps: list[Overlap], applied: bool, output_dir: Path) -> None:
+    """Print what the leakage rule found per dataset and write it to ``output_dir/leakage.json``."""
+    print(format_overlaps(overlaps, applied), flush=True)
+    atomic_write_json(output_dir / LEAKAGE_FILE, overlap_records(overlaps, applied))
 
 
 def train(config: ExperimentConfig, resume: bool = False) -> dict[str, Any]:
