@@ -67,3 +67,22 @@ def test_shipped_encoders_load_whatever_the_attention_chunk():
     images = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     for ours, theirs in zip(chunked.image_taps(images), default.image_taps(images), strict=True):
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+
+
+def test_a_nested_override_changes_the_keys_it_names_as_the_dotted_one_does():
+    from risam.io.config_files import load_config
+
+    nested = load_config("refshapes_tiny", ["model.overrides.head.tau=0.0"])
+    dotted = load_config("refshapes_tiny", ["model.overrides={head.tau: 0.0}"])
+    assert nested.model_overrides() != dotted.model_overrides()  # {"head": {"tau": 0}} against {"head.tau": 0}
+    from_nested = get_config("risam_tiny", nested.model_overrides())
+    assert from_nested == get_config("risam_tiny", dotted.model_overrides())
+    assert from_nested.head.tau == 0.0 and from_nested.head.dim == get_config("risam_tiny").head.dim == 64
+    deeper = get_config("risam_tiny", {"image_encoder": {"attention_chunk": 7}, "head": {"tau": 0.2, "dim": 32}})
+    assert (deeper.image_encoder.attention_chunk, deeper.head.tau, deeper.head.dim) == (7, 0.2, 32)
+    assert deeper.image_encoder.embed_dim == get_config("risam_tiny").image_encoder.embed_dim
+    # A mapping for a field that is a mapping replaces it.
+    swin = {"image_encoder.backbone": "swin_base_patch4_window12_384", "image_encoder.tap_indices": (1, 2, 3)}
+    kwargs = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "window_size": 4}
+    config = get_config("risam_tiny", {**swin, "image_encoder": {"timm_kwargs": kwargs}})
+    assert config.image_encoder.timm_kwargs == kwargs

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -302,8 +302,26 @@ class RISAMConfig:
         return dataclass_from_dict(cls, data)
 
     def replace(self, **changes: Any) -> RISAMConfig:
-        """A copy with dotted keys changed, e.g. ``replace(**{"head.tau": 0.3})``."""
+        """A copy with dotted keys changed, e.g. ``replace(**{"head.tau": 0.3})``.
+
+        A mapping given for a section changes only the keys it names, as the same keys dotted would
+        (``{"head": {"tau": 0.3}}`` is ``{"head.tau": 0.3}``); a mapping for a field that is a mapping
+        itself (``image_encoder.timm_kwargs``) replaces it.
+        """
         data = self.to_dict()
         for dotted, value in changes.items():
-            set_dotted(data, dotted, value)
+            for key, leaf in _dotted_leaves(RISAMConfig, dotted, value):
+                set_dotted(data, key, leaf)
         return RISAMConfig.from_dict(data)
+
+
+def _dotted_leaves(cls: type, dotted: str, value: Any) -> list[tuple[str, Any]]:
+    """``value`` at ``dotted`` as (dotted key, value) pairs down to the fields that are not sections of ``cls``
+    (a nested dataclass config): a mapping for a section is spread over its keys."""
+    section: Any = cls
+    for part in dotted.split("."):
+        hints = typing.get_type_hints(section) if dataclasses.is_dataclass(section) else {}
+        section = hints.get(part)
+    if isinstance(value, Mapping) and dataclasses.is_dataclass(section):
+        return [pair for key, item in value.items() for pair in _dotted_leaves(cls, f"{dotted}.{key}", item)]
+    return [(dotted, value)]
