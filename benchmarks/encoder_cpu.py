@@ -24,6 +24,12 @@ still gives the error of the taps).
 
     python -m benchmarks.encoder_cpu --model risam_vit_b --repeats 3
     python -m benchmarks.encoder_cpu --model risam_vit_b --modes fp32 fp32_compiled
+
+``--encoders`` instead puts the image encoders of several models side by side (SAM ViT-B/L/H against SAM 2.1's
+Hiera T/S/B+/L): seconds per 1024 px image, peak memory, and trainable and total parameters
+(:mod:`benchmarks.encoder_side_by_side`):
+
+    python -m benchmarks.encoder_cpu --encoders risam_vit_h risam_sam2_l --repeats 1
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ import safetensors.torch
 import torch
 
 from benchmarks.encoder_gpu import count_flops
+from benchmarks.encoder_side_by_side import ENCODERS, side_by_side
 from benchmarks.sam_reference import meta_encoder, randomize_positions, tap_hooks
 from risam.cpu_memory import reuse_freed_memory
 from risam.modeling.build import default_dtype
@@ -160,10 +167,17 @@ def main() -> None:
     )
     parser.add_argument("--emulated-bf16", action="store_true", help="run the bf16 modes on a CPU that emulates bf16")
     parser.add_argument("--system-malloc", action="store_true", help="leave glibc's malloc settings as they are")
+    parser.add_argument(
+        "--encoders", nargs="+", choices=ENCODERS, help="time these models' image encoders side by side instead"
+    )
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="with --encoders")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--checkpoint", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--taps-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.encoders:
+        print(json.dumps(side_by_side(args.encoders, args.precision, args.repeats), indent=2))
+        return
     if args.worker:
         result = worker(args.model, args.worker, args.checkpoint, args.taps_out, args.repeats, args.system_malloc)
         print(json.dumps(result))

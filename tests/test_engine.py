@@ -72,7 +72,8 @@ def test_every_shipped_config_loads_with_the_paper_recipe():
         if not name.startswith("refshapes_tiny"):  # the RefShapes recipes of the test-sized model
             assert (config.optim.lr, config.optim.epochs, config.optim.milestones) == (1e-4, 50, [30, 42])
             assert config.eval.threshold == 0.35 and config.loss.focal_weight == config.loss.dice_weight == 0.5
-            assert config.model.name == "risam_vit_h" and not config.model.overrides
+            expected = "risam_sam2_l" if name == "refcoco_sam2_l" else "risam_vit_h"  # SAM 2.1: not in the paper
+            assert config.model.name == expected and not config.model.overrides
     assert load_config("refcoco").data.max_words == 17
     assert load_config("refcoco+").data.max_words == 25
 

@@ -85,7 +85,8 @@ EXPECTED_TRAINABLE = {
 
 def _batch(model, count=2):
     torch.manual_seed(1)
-    images = torch.randn(count, 3, 128, 128)
+    size = model.image_encoder.config.img_size
+    images = torch.randn(count, 3, size, size)
     tokens = model.text_encoder.tokenize(["the red square on the left", "a blue circle"][:count])
     side = 4 * model.image_encoder.config.feature_size
     masks = (torch.rand(count, side, side) > 0.5).float()

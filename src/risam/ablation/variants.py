@@ -262,6 +262,25 @@ _VARIANT_LIST = [
         },
     ),
     Variant(
+        "sam2_encoder",
+        "SAM 2.1's Hiera-L (timm sam2_hiera_large) instead of SAM ViT-H, taps at its stride-16 global blocks",
+        "not in the paper",
+        {
+            "image_encoder.backbone": "sam2_hiera_large",
+            "image_encoder.variant": "sam2.1_hiera_large",
+            "image_encoder.tap_indices": [23, 33, 43],
+            "image_encoder.patch_size": 16,
+        },
+        tiny_overrides={
+            "image_encoder.backbone": "sam2_hiera_tiny",
+            "image_encoder.variant": "tiny_hiera",
+            "image_encoder.timm_kwargs": {"embed_dim": 16},
+            "image_encoder.tap_indices": [5, 7, 9],
+            "image_encoder.img_size": 256,
+            "image_encoder.patch_size": 16,
+        },
+    ),
+    Variant(
         "unfrozen_text",
         "the CLIP text encoder trained too",
         "Tab. 9",

@@ -30,11 +30,14 @@ from risam.config.parse import ConfigError, dataclass_from_dict, set_dotted
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
 
+HIERA_PREFIX = "sam2_hiera_"  # timm's names of SAM 2's image trunks (the "hiera" family)
+
 Stem = Literal["patch", "conv"]
 
 IMAGE_ENCODERS: dict[str, str] = {
     "sam": "SAM ViT image encoder (timm's VisionTransformerSAM, paper Sec. 3.1)",
     "timm": "another timm image model, named by image_encoder.backbone (paper Tab. 7: ViT-B, Swin-B)",
+    "hiera": "SAM 2's Hiera trunk (timm's sam2_hiera_*), tapped at its stride-16 global-attention blocks",
 }
 ENHANCEMENTS: dict[str, str] = {
     "feature_enhancement": "Feature Enhancement (paper Sec. 3.2, Eq. 1-2)",
@@ -81,6 +84,10 @@ class ImageEncoderConfig:
     (``embed_dim``, ``depth``, ``num_heads``, ``global_attn_indexes``, ``window_size``,
     ``attention_chunk``) are not used.
 
+    A ``sam2_hiera_*`` backbone is SAM 2's Hiera trunk (the ``"hiera"`` family,
+    :mod:`risam.modeling.variants.hiera_encoder`): ``tap_indices`` are its block indices, the three
+    global-attention blocks of its stride-16 stage, and ``patch_size`` is that stage's stride (16).
+
     ``stem`` is how pixels become tokens: ``"patch"`` is SAM's patch embedding (one linear map per
     patch); ``"conv"`` is a small CNN with BatchNorm (:func:`risam.modeling.image_encoder.conv_stem`),
     which learns shapes far faster from scratch (docs/training.md). Only the
@@ -113,7 +120,7 @@ class ImageEncoderConfig:
             )
         if list(self.tap_indices) != sorted(set(self.tap_indices)) or not self.tap_indices:
             raise ConfigError(f"image_encoder.tap_indices={self.tap_indices}: expected increasing block indices")
-        if self.family == "timm":
+        if self.family in ("timm", "hiera"):
             self._check_timm_backbone()
         elif self.timm_kwargs:
             raise ConfigError(
@@ -154,8 +161,11 @@ class ImageEncoderConfig:
 
     @property
     def family(self) -> str:
-        """The name in :data:`IMAGE_ENCODERS`: ``"sam"``, or ``"timm"`` for any other ``backbone``."""
-        return "sam" if self.backbone == "sam" else "timm"
+        """The name in :data:`IMAGE_ENCODERS`: ``"sam"``, ``"hiera"`` for SAM 2's trunks (``sam2_hiera_*``), or
+        ``"timm"`` for any other ``backbone``."""
+        if self.backbone == "sam":
+            return "sam"
+        return "hiera" if self.backbone.startswith(HIERA_PREFIX) else "timm"
 
     @property
     def feature_size(self) -> int:

@@ -41,7 +41,8 @@ def place_model(model: RISAM, config: ExperimentConfig, device: torch.device) ->
 
 
 def _check_root(config: ExperimentConfig) -> None:
-    if config.data.root is None and not all(entry.root for entry in config.data.datasets or [None]):
+    datasets = config.data.datasets
+    if config.data.root is None and not (datasets and all(entry.root for entry in datasets)):
         raise ConfigError(
             "data.root is not set; give it in the config or as the override data.root=/path/to/data (a REFER-layout "
             "data root)"

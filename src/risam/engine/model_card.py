@@ -196,7 +196,15 @@ def _image_encoder(config: RISAMConfig) -> str:
     image = config.image_encoder
     if image.family == "timm":
         return f"timm `{image.backbone}` image encoder"
-    kind = {"sam_vit_b": "SAM ViT-B", "sam_vit_l": "SAM ViT-L", "sam_vit_h": "SAM ViT-H"}.get(image.variant)
+    kind = {
+        "sam_vit_b": "SAM ViT-B",
+        "sam_vit_l": "SAM ViT-L",
+        "sam_vit_h": "SAM ViT-H",
+        "sam2.1_hiera_tiny": "SAM 2.1 Hiera-T",
+        "sam2.1_hiera_small": "SAM 2.1 Hiera-S",
+        "sam2.1_hiera_base_plus": "SAM 2.1 Hiera-B+",
+        "sam2.1_hiera_large": "SAM 2.1 Hiera-L",
+    }.get(image.variant)
     size = f"{image.img_size} x {image.img_size} input"
     if kind:
         return f"{kind} image encoder ({size}, taps after blocks {', '.join(map(str, image.tap_indices))})"

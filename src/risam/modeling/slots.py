@@ -47,6 +47,7 @@ from risam.modeling.mutual_attention import MutualAwareAttention
 from risam.modeling.variants.bidirectional_fusion import BidirectionalSerialFusion
 from risam.modeling.variants.conv_fusion import ConvFusion
 from risam.modeling.variants.deep_projection import DeepProjection
+from risam.modeling.variants.hiera_encoder import HieraEncoder
 from risam.modeling.variants.sam_mask_decoder import SamMaskDecoder
 from risam.modeling.variants.simple_pyramid import SimpleFeaturePyramid
 from risam.modeling.variants.spatial_dynamic_fusion import SpatialDynamicFusion
@@ -104,6 +105,7 @@ IMAGE_ENCODER: Slot[ImageEncoderConfig, ImageEncoderBuilder] = Slot(
     {
         "sam": Component(SamImageEncoder, attrgetter("variant")),
         "timm": Component(TimmBackbone, lambda image: f"{image.variant}, timm {image.backbone}"),
+        "hiera": Component(HieraEncoder, lambda image: f"{image.variant}, timm {image.backbone}"),
     },
 )
 

@@ -14,8 +14,8 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 
 
 # The official encoder files, fetched by ``risam download`` and by ``"download"`` in place of a file.
-# SAM: Meta's URLs from the segment-anything README. Meta publishes no checksum; each file name ends
-# in the first 6 hex digits of the file's MD5 (sam_vit_h_4b8939.pth: MD5 4b8939a8...), and the SHA-256
+# SAM: Meta's URLs from the segment-anything README (SAM 2.1: below). Meta publishes no checksum; each file name
+# ends in the first 6 hex digits of the file's MD5 (sam_vit_h_4b8939.pth: MD5 4b8939a8...), and the SHA-256
 # here is that of the files as Meta serves them, as independent projects' download manifests record it.
 # CLIP: OpenAI's URL from clip/clip.py, whose path carries the file's SHA-256 (OpenAI's loader checks it).
 SAM_WEIGHTS = {
@@ -33,6 +33,30 @@ SAM_WEIGHTS = {
         "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
         "sam_vit_h_4b8939.pth",
         "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+    ),
+    # SAM 2.1's checkpoints, from the URLs of facebookresearch/sam2's checkpoints/download_ckpts.sh; the SHA-256
+    # values are the Git-LFS ids of the same files on the Hub: Meta's facebook/sam2.1-hiera-tiny and -small
+    # repos, and for base_plus and large mirrors of Meta's files that carry the tiny and small ids unchanged
+    # (the byte sizes also match those that download scripts check against dl.fbaipublicfiles.com).
+    "sam2.1_hiera_tiny": RemoteFile(
+        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_tiny.pt",
+        "sam2.1_hiera_tiny.pt",
+        "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69",
+    ),
+    "sam2.1_hiera_small": RemoteFile(
+        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_small.pt",
+        "sam2.1_hiera_small.pt",
+        "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38",
+    ),
+    "sam2.1_hiera_base_plus": RemoteFile(
+        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_base_plus.pt",
+        "sam2.1_hiera_base_plus.pt",
+        "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5",
+    ),
+    "sam2.1_hiera_large": RemoteFile(
+        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt",
+        "sam2.1_hiera_large.pt",
+        "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318",
     ),
 }
 CLIP_WEIGHTS = {
@@ -53,6 +77,10 @@ SAM_HUB_REPOS = {
     "sam_vit_b": "timm/samvit_base_patch16.sa1b",
     "sam_vit_l": "timm/samvit_large_patch16.sa1b",
     "sam_vit_h": "timm/samvit_huge_patch16.sa1b",
+    "sam2.1_hiera_tiny": "timm/sam2_hiera_tiny.fb_r896_2pt1",
+    "sam2.1_hiera_small": "timm/sam2_hiera_small.fb_r896_2pt1",
+    "sam2.1_hiera_base_plus": "timm/sam2_hiera_base_plus.fb_r896_2pt1",
+    "sam2.1_hiera_large": "timm/sam2_hiera_large.fb_r1024_2pt1",
 }
 CLIP_HUB_REPOS = {"clip_vit_b16": "timm/vit_base_patch16_clip_224.openai"}
 # What an encoder file argument may say instead of a path: fetch the official file into the cache.

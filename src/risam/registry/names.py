@@ -55,6 +55,39 @@ def risam_vit_h() -> RISAMConfig:
     return RISAMConfig(name="risam_vit_h")
 
 
+def _sam2(name: str, backbone: str, variant: str, global_att_blocks: tuple[int, int, int]) -> RISAMConfig:
+    """SAM 2.1's Hiera trunk ``backbone`` tapped at its stride-16 global-attention blocks, at 1024 px
+    (:mod:`risam.modeling.variants.hiera_encoder`), with the CLIP ViT-B/16 text encoder and the paper's head."""
+    image = ImageEncoderConfig(
+        variant=variant, backbone=backbone, tap_indices=global_att_blocks, img_size=1024, patch_size=16
+    )
+    return RISAMConfig(name=name, image_encoder=image)
+
+
+@register_model
+def risam_sam2_t() -> RISAMConfig:
+    """SAM 2.1 Hiera-T (taps after blocks 5, 7, 9), CLIP ViT-B/16 text encoder."""
+    return _sam2("risam_sam2_t", "sam2_hiera_tiny", "sam2.1_hiera_tiny", (5, 7, 9))
+
+
+@register_model
+def risam_sam2_s() -> RISAMConfig:
+    """SAM 2.1 Hiera-S (taps after blocks 7, 10, 13), CLIP ViT-B/16 text encoder."""
+    return _sam2("risam_sam2_s", "sam2_hiera_small", "sam2.1_hiera_small", (7, 10, 13))
+
+
+@register_model
+def risam_sam2_bp() -> RISAMConfig:
+    """SAM 2.1 Hiera-B+ (taps after blocks 12, 16, 20), CLIP ViT-B/16 text encoder."""
+    return _sam2("risam_sam2_bp", "sam2_hiera_base_plus", "sam2.1_hiera_base_plus", (12, 16, 20))
+
+
+@register_model
+def risam_sam2_l() -> RISAMConfig:
+    """SAM 2.1 Hiera-L (taps after blocks 23, 33, 43), CLIP ViT-B/16 text encoder."""
+    return _sam2("risam_sam2_l", "sam2_hiera_large", "sam2.1_hiera_large", (23, 33, 43))
+
+
 @register_model
 def risam_tiny() -> RISAMConfig:
     """The paper's recipe in miniature: 128 x 128 input, a 4-block ViT (width 64) with a conv stem to a
