@@ -167,6 +167,8 @@ def test_errors_name_the_repo_and_what_to_do(hub: LocalHub, tmp_path: Path):
         "hf-hub:no-org": "is not a Hub model name",
         "hf-hub:org/tiny@": "is not a Hub model name",
         "hf-hub:org/bad name": "is not a Hub model name",
+        "hf-hub:org/tiny@../../../outside": "is not a branch, tag or commit id",
+        "hf-hub:org/tiny@refs//x": "is not a branch, tag or commit id",
     }
     for name, expected in cases.items():
         with pytest.raises(HubError) as raised:

@@ -18,6 +18,7 @@ import yaml
 
 from risam.config import ConfigError, RISAMConfig, config_from_yaml
 from risam.evaluation.metrics import results_table
+from risam.io.download import RemoteFile
 from risam.io.hub import CONFIG_FILE, LIBRARY_NAME, WEIGHTS_FILE
 from risam.registry.files import (
     CLIP_HUB_REPOS,
@@ -96,27 +97,31 @@ def encoder_files(config: RISAMConfig) -> list[str]:
     """What the card says about the frozen encoder files a model of ``config`` needs, one line each."""
     if config.name in SHIPPED_ENCODERS:
         return [f"None to fetch: the encoders of `{config.name}` ship in the risam package."]
-    lines = []
     image, text = config.image_encoder, config.text_encoder
     if image.family == "timm":
-        lines.append(f"Image encoder: the timm weights of `{image.backbone}` (`--sam-checkpoint PATH`).")
-    elif image.variant in SAM_WEIGHTS:
-        official = SAM_WEIGHTS[image.variant]
-        lines.append(
-            f"Image encoder: Meta's `{official.file_name}` ({official.url}; `--sam-checkpoint download` fetches "
-            f"it), or the same weights from the Hub: `--sam-checkpoint hf-hub:{SAM_HUB_REPOS[image.variant]}`."
-        )
+        image_line = f"Image encoder: the timm weights of `{image.backbone}` (`--sam-checkpoint PATH`)."
     else:
-        lines.append(f"Image encoder: the `{image.variant}` weights it was trained on (`--sam-checkpoint PATH`).")
-    if text.variant in CLIP_WEIGHTS:
-        official = CLIP_WEIGHTS[text.variant]
-        lines.append(
-            f"Text encoder: OpenAI's `{official.file_name}` ({official.url}; `--clip-checkpoint download`), or "
-            f"open_clip's copy on the Hub: `--clip-checkpoint hf-hub:{CLIP_HUB_REPOS[text.variant]}`."
-        )
-    else:
-        lines.append(f"Text encoder: the `{text.variant}` weights it was trained on (`--clip-checkpoint PATH`).")
-    return lines
+        image_line = _encoder_line("Image", image.variant, SAM_WEIGHTS, SAM_HUB_REPOS, "Meta's", "--sam-checkpoint")
+    text_line = _encoder_line("Text", text.variant, CLIP_WEIGHTS, CLIP_HUB_REPOS, "OpenAI's", "--clip-checkpoint")
+    return [image_line, text_line]
+
+
+def _encoder_line(
+    part: str,
+    variant: str,
+    official_files: Mapping[str, RemoteFile],
+    hub_repos: Mapping[str, str],
+    maker: str,
+    flag: str,
+) -> str:
+    """The card's line on one encoder file: the official file and its Hub copy, or the weights it was trained on."""
+    if variant not in official_files:
+        return f"{part} encoder: the `{variant}` weights it was trained on (`{flag} PATH`)."
+    official = official_files[variant]
+    return (
+        f"{part} encoder: {maker} `{official.file_name}` ({official.url}; `{flag} download` fetches it), or the "
+        f"same weights from the Hub: `{flag} hf-hub:{hub_repos[variant]}`."
+    )
 
 
 def hub_config(config: RISAMConfig, record: Mapping[str, str], trainable: int) -> dict[str, Any]:

@@ -66,6 +66,10 @@ def parse_hub_name(value: str | os.PathLike) -> HubName:
     expected = "write hf-hub:ORG/NAME, or hf-hub:ORG/NAME@REVISION for a branch, tag or commit id"
     if not text.startswith(HUB_PREFIX) or repo_id.count("/") != 1 or (at and not revision):
         raise HubError(f"{text!r} is not a Hub model name; {expected}")
+    parts = revision.split("/")
+    if revision and (any(part in ("", ".", "..") for part in parts) or not revision.isprintable() or "\\" in revision):
+        # huggingface_hub keeps a branch or tag as a file named by it in the cache: no path may climb out
+        raise HubError(f"{text!r}: revision {revision!r} is not a branch, tag or commit id; {expected}")
     try:
         validate_repo_id(repo_id)
     except HFValidationError as error:
