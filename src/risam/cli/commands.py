@@ -78,15 +78,14 @@ def run_data_check(args: argparse.Namespace) -> int:
     print("\n".join(report.format() for report in reports))
     if len(names) > 1 and all(report.ok for report in reports):
         from risam.config.experiment import DataSection, DatasetEntry
-        from risam.data.mixture import find_overlaps, format_overlaps, held_out_images, load_entry_split
+        from risam.data.mixture import dataset_overlaps, format_overlaps
 
         data = DataSection(
             root=str(args.root),
             image_root=None if args.image_root is None else str(args.image_root),
             datasets=[DatasetEntry(name) for name in names],
         )
-        trains = [load_entry_split(entry, data, entry.train_split) for entry in data.datasets]
-        overlaps, _ = find_overlaps(trains, held_out_images(data))
+        overlaps = dataset_overlaps(data)
         print(f"\nImages shared by {', '.join(names)} (train splits against every val and test split):")
         print(format_overlaps(overlaps, applied=True))
     return 0 if all(report.ok for report in reports) else 1

@@ -18,6 +18,7 @@ together; images and sentences are numbered anew, and each sentence keeps its ow
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -47,7 +48,7 @@ class MixedSplit:
     :class:`~risam.data.records.ReferSplit` (images, expressions, masks), over several datasets.
 
     ``sources[sent_id]`` is the split and the expression, as its dataset numbers it, that sentence
-    ``sent_id`` of the joined split comes from; ``datasets[sent_id]`` the index of its dataset.
+    ``sent_id`` of the joined split comes from.
     """
 
     dataset: str
@@ -55,7 +56,6 @@ class MixedSplit:
     images: dict[int, ImageRecord]
     expressions: list[Expression]
     sources: list[tuple[ReferSplit, Expression]] = field(repr=False)
-    datasets: list[int] = field(repr=False)
 
     def target_mask(self, expression: Expression) -> np.ndarray:
         """The union of the expression's objects, from its own dataset's segmentations."""
@@ -130,16 +130,13 @@ def held_out_images(data: DataSection) -> dict[str, set[ImageKey]]:
     return images
 
 
-def find_overlaps(
-    trains: Sequence[ReferSplit], held_out: dict[str, set[ImageKey]]
-) -> tuple[list[Overlap], set[ImageKey]]:
-    """What each of the train splits ``trains`` shares with the held-out images, and all the shared images."""
-    overlaps, shared_all = [], set()
-    every_held = set().union(*held_out.values()) if held_out else set()
+def find_overlaps(trains: Sequence[ReferSplit], held_out: dict[str, set[ImageKey]]) -> list[Overlap]:
+    """What each of the train splits ``trains`` shares with the held-out images (by ``DATASET/SPLIT``)."""
+    overlaps = []
+    every_held = set().union(*held_out.values())
     for train in trains:
         keys = {image_id: image_keys(train, image_id) for image_id in train.images}
         lost = {image_id for image_id, own in keys.items() if not every_held.isdisjoint(own)}
-        shared_all |= {key for image_id in lost for key in keys[image_id]}
         overlaps.append(
             Overlap(
                 dataset=train.dataset,
@@ -154,14 +151,11 @@ def find_overlaps(
                 },
             )
         )
-    return overlaps, shared_all
+    return overlaps
 
 
-def mixed_train_split(data: DataSection) -> tuple[MixedSplit, list[Overlap], list[float]]:
-    """The joined train splits of ``data.datasets`` (less the held-out images under the leakage rule), what
-    the rule found per dataset, and the sampling weight of every sentence of the joined split: ``weight /
-    sentences`` of its dataset (all equal by default), for :class:`~risam.data.sampler.GroupedBatchSampler`.
-    """
+def _train_splits(data: DataSection) -> tuple[list[ReferSplit], dict[str, set[ImageKey]], list[Overlap]]:
+    """The train splits of ``data.datasets``, the held-out images by ``DATASET/SPLIT``, and their overlaps."""
     if not data.datasets:
         raise ConfigError("data.datasets is empty; list the datasets to train on together")
     names = [entry.name for entry in data.datasets]
@@ -169,18 +163,30 @@ def mixed_train_split(data: DataSection) -> tuple[MixedSplit, list[Overlap], lis
         raise ConfigError(f"data.datasets lists a dataset twice: {names}")
     trains = [load_entry_split(entry, data, entry.train_split) for entry in data.datasets]
     held_out = held_out_images(data)
-    overlaps, shared = find_overlaps(trains, held_out)
-    if not data.exclude_eval_images:
-        shared = set()
+    return trains, held_out, find_overlaps(trains, held_out)
+
+
+def dataset_overlaps(data: DataSection) -> list[Overlap]:
+    """What the leakage rule finds in each train split of ``data.datasets`` (``risam data check``'s table)."""
+    return _train_splits(data)[2]
+
+
+def mixed_train_split(data: DataSection) -> tuple[MixedSplit, list[Overlap], list[float]]:
+    """The joined train splits of ``data.datasets`` (less the held-out images under the leakage rule), what
+    the rule found per dataset, and the sampling weight of every sentence of the joined split: ``weight /
+    sentences`` of its dataset (all equal by default), for :class:`~risam.data.sampler.GroupedBatchSampler`.
+    """
+    trains, held_out, overlaps = _train_splits(data)
+    excluded = set().union(*held_out.values()) if data.exclude_eval_images else set()
     images: dict[int, ImageRecord] = {}
     numbers: dict[ImageKey, int] = {}
     expressions: list[Expression] = []
     sources: list[tuple[ReferSplit, Expression]] = []
-    datasets: list[int] = []
+    datasets: list[int] = []  # the index in data.datasets of every joined sentence
     for index, train in enumerate(trains):
         for expression in train.expressions:
             own = image_keys(train, expression.image_id)
-            if not shared.isdisjoint(own):
+            if not excluded.isdisjoint(own):
                 continue
             key = own[0]
             if key not in numbers:
@@ -198,10 +204,12 @@ def mixed_train_split(data: DataSection) -> tuple[MixedSplit, list[Overlap], lis
             expressions.append(joined)
             sources.append((train, expression))
             datasets.append(index)
+    names = [entry.name for entry in data.datasets]
     if not expressions:
         raise ConfigError(f"data.datasets {names}: no training sentences are left (leakage rule, or empty splits)")
-    rates = _sentence_rates(data.datasets, [datasets.count(index) for index in range(len(trains))])
-    mixed = MixedSplit("+".join(names), "train", images, expressions, sources, datasets)
+    counts = Counter(datasets)
+    rates = _sentence_rates(data.datasets, [counts[index] for index in range(len(trains))])
+    mixed = MixedSplit("+".join(names), "train", images, expressions, sources)
     return mixed, overlaps, [rates[index] for index in datasets]
 
 
