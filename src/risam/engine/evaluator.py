@@ -18,7 +18,7 @@ from risam.data.dataset import ReferBatch, ReferDataset, identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.data.transforms import logits_to_masks
 from risam.engine.distributed import init_distributed
-from risam.engine.experiment import build_dataset, place_model
+from risam.engine.experiment import build_dataset, place_model, split_root
 from risam.evaluation.grounding import REFSHAPES_DATASETS, ByType, GroundingGap, cached_sentence_free_baseline
 from risam.evaluation.metrics import MetricAccumulator, results_table
 from risam.io.files import atomic_write_json, atomic_write_text
@@ -129,7 +129,7 @@ def run_evaluation(
         num_workers=config.data.num_workers,
         bf16=config.train.bf16,
         progress=config.train.progress and context.is_main,
-        data_root=config.data.root,
+        data_root=split_root(config, split),
     )
     results.update(
         model=model.config.name,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from risam.config import ConfigError
-from risam.config.experiment import ExperimentConfig
+from risam.config.experiment import DatasetEntry, ExperimentConfig
 from risam.data.dataset import ReferDataset
 from risam.data.mixture import (
     MixedSplit,
@@ -61,6 +61,22 @@ def _as_dataset(data: ReferSplit | MixedSplit, model: RISAM, for_eval: bool) -> 
     )
 
 
+def _mixed_entry(config: ExperimentConfig, split: str) -> tuple[DatasetEntry, str]:
+    """The listed dataset and its split that ``split`` (``DATASET/SPLIT``) names in a mixed experiment."""
+    name, slash, part = split.rpartition("/")
+    if not slash:
+        listed = ", ".join(entry.name for entry in config.data.datasets)
+        raise ConfigError(f"split {split!r}: a mixed experiment names splits as DATASET/SPLIT (datasets: {listed})")
+    return entry_for(config.data, name), part
+
+
+def split_root(config: ExperimentConfig, split: str) -> str | None:
+    """The data root that ``split`` is read from: ``data.root``, or in a mixed experiment its dataset's root."""
+    if config.data.datasets:
+        return entry_root(_mixed_entry(config, split)[0], config.data)
+    return config.data.root
+
+
 def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: bool) -> ReferDataset:
     """The ``split`` of the configured dataset, preprocessed for ``model`` (original masks kept for eval).
 
@@ -68,19 +84,13 @@ def build_dataset(config: ExperimentConfig, model: RISAM, split: str, for_eval: 
     """
     _check_root(config)
     if config.data.datasets:
-        name, slash, part = split.rpartition("/")
-        if not slash:
-            listed = ", ".join(entry.name for entry in config.data.datasets)
-            raise ConfigError(f"split {split!r}: a mixed experiment names splits as DATASET/SPLIT (datasets: {listed})")
-        entry = entry_for(config.data, name)
+        entry, part = _mixed_entry(config, split)
         data = load_entry_split(entry, config.data, part)
-        where = entry_root(entry, config.data)
     else:
         data = load_split(config.data.root, config.data.dataset, split, image_root=config.data.image_root)
-        where = config.data.root
     if not data.expressions:
         raise ConfigError(
-            f"split {split!r} of {data.dataset} under {where} has no sentences ({data.source}); "
+            f"split {split!r} of {data.dataset} under {split_root(config, split)} has no sentences ({data.source}); "
             "risam data check counts the sentences of every split"
         )
     return _as_dataset(data, model, for_eval)

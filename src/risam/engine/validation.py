@@ -15,8 +15,8 @@ import torch
 
 from risam.config.experiment import ExperimentConfig
 from risam.data.dataset import ReferDataset
-from risam.data.mixture import entry_for, entry_root
 from risam.engine.evaluator import evaluate_model
+from risam.engine.experiment import split_root
 from risam.modeling.model import RISAM
 
 VAL_RESULTS_FILE = "val_results.json"
@@ -33,9 +33,6 @@ def validate(
     one split without a dataset list, that split's results as they are."""
     per_split = {}
     for label, dataset in val_sets:
-        root = config.data.root
-        if config.data.datasets:
-            root = entry_root(entry_for(config.data, label.rpartition("/")[0]), config.data)
         per_split[label] = evaluate_model(
             model,
             dataset,
@@ -44,7 +41,7 @@ def validate(
             device=device,
             bf16=config.train.bf16,
             progress=progress,
-            data_root=root,
+            data_root=split_root(config, label),
         )
     if not config.data.datasets:
         return per_split[val_sets[0][0]]
