@@ -164,7 +164,7 @@ def hub_model_weights(value: str | os.PathLike) -> Path:
     """
     name = parse_hub_name(value)
     config_path = hub_file(name, CONFIG_FILE)
-    commit = config_path.parent.name if _COMMIT_ID.fullmatch(config_path.parent.name) else name.revision
+    commit = _snapshot_commit(config_path) or name.revision
     try:
         config = read_json(config_path)
     except (UnicodeDecodeError, ValueError) as error:
@@ -181,9 +181,16 @@ def hub_model_weights(value: str | os.PathLike) -> Path:
 def pinned_name(value: str | os.PathLike, path: str | os.PathLike) -> str:
     """The Hub name ``value`` pinned to the commit its file ``path`` (in the cache) came from, for records:
     ``hf-hub:ORG/NAME@COMMIT``; ``value`` itself when the cache layout does not show the commit."""
-    commit = Path(path).parent.name
     name = parse_hub_name(value)
-    return str(HubName(name.repo_id, commit)) if _COMMIT_ID.fullmatch(commit) else str(name)
+    commit = _snapshot_commit(path)
+    return str(HubName(name.repo_id, commit)) if commit else str(name)
+
+
+def _snapshot_commit(path: str | os.PathLike) -> str | None:
+    """The commit a file of the Hugging Face cache came from: the name of its snapshot folder (None if the
+    layout does not show one)."""
+    folder = Path(path).parent.name
+    return folder if _COMMIT_ID.fullmatch(folder) else None
 
 
 def git_blob_sha1(path: str | os.PathLike) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from risam.config import ConfigError, RISAMConfig
 from risam.io.download import RemoteFile, fetch, risam_home
-from risam.io.hub import checked_hub_file, hub_model_weights, is_hub_name
+from risam.io.hub import HUB_PREFIX, checked_hub_file, hub_model_weights, is_hub_name
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -119,8 +119,8 @@ def hub_encoder_weights(name: str) -> tuple[Path, str]:
     """The Hub's copy of the official encoder file ``name`` (a key of :data:`SAM_HUB_REPOS` or
     :data:`CLIP_HUB_REPOS`) in the Hugging Face cache, checked; returns (path, its checked hash)."""
     if name in SAM_HUB_REPOS:
-        return checked_hub_file(f"hf-hub:{SAM_HUB_REPOS[name]}", SAM_HUB_FILES)
-    return checked_hub_file(f"hf-hub:{CLIP_HUB_REPOS[name]}", CLIP_HUB_FILES)
+        return checked_hub_file(HUB_PREFIX + SAM_HUB_REPOS[name], SAM_HUB_FILES)
+    return checked_hub_file(HUB_PREFIX + CLIP_HUB_REPOS[name], CLIP_HUB_FILES)
 
 
 def encoder_file(value: str | os.PathLike | None, config: RISAMConfig, part: str) -> str | os.PathLike | None:
