@@ -46,7 +46,8 @@ def main() -> None:
         logits = []
         for row in rows:
             features, padding = model.encode_text(row)
-            logits.append(model.decode(predictor.encoded.visual.expand(len(row), -1, -1, -1), features, padding))
+            visual = predictor.encoded.visual[torch.zeros(len(row), dtype=torch.long)]
+            logits.append(model.decode(visual, features, padding))
         return torch.cat(logits)
 
     def timed(rows: list[torch.Tensor]) -> float:

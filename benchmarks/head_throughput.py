@@ -41,7 +41,7 @@ def main() -> None:
     parameters = [p for p in head.parameters() if p.requires_grad]
 
     def step() -> None:
-        logits = model.decode(model.enhancement(*taps), words, padding)
+        logits = model.decode(model.visual_features(taps), words, padding)
         logits.float().mean().backward()
         for p in parameters:
             p.grad = None

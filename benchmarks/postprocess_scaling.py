@@ -65,7 +65,7 @@ def model_and_masks(predictor: RISAMPredictor, count: int) -> dict[str, float]:
     model = predictor.model
     with torch.no_grad():
         tokens = predictor.tokenize(texts)
-        visual = predictor.encoded.visual.expand(count, -1, -1, -1)
+        visual = predictor.encoded.visual[torch.zeros(count, dtype=torch.long)]
         start = time.perf_counter()
         logits = model.decode(visual, *model.encode_text(tokens))
         model_s = time.perf_counter() - start

@@ -5,7 +5,9 @@ arguments of SAM 2.1's configs (``sam2/configs/sam2.1/sam2.1_hiera_*.yaml``), it
 (every parameter, the position embeddings included), and saved as Meta's checkpoints hold them (under
 ``model``, keys ``image_encoder.trunk.*``). Our encoder of the matching model (``risam_sam2_*``) loads that file;
 both run the same image in float32, and the outputs of Meta's blocks at the tapped indices are compared with
-our taps: the largest absolute difference and relative L2 error. Prints one JSON object.
+our taps: the largest absolute difference and relative L2 error. With ``image_encoder.high_res_features``, our
+stride-8 and stride-4 maps are compared with the first two of Meta's ``Hiera.forward`` outputs (its stage ends,
+what SAM 2's neck reads at those strides). Prints one JSON object.
 
 ``sam2`` builds from source only (``pip install sam2==1.1.0 --no-build-isolation`` with ``SAM2_BUILD_CUDA=0``
 and ``hydra-core`` and ``iopath`` beside it); it is not a dependency of risam.
@@ -55,7 +57,8 @@ META_TRUNKS = {
 
 
 def compare(model: str, size: int, folder: Path) -> dict[str, object]:
-    """Meta's trunk and ours on one random image; the largest differences of the taps and the timings."""
+    """Meta's trunk and ours on one random image; the largest differences of the taps and of the stride-8 and
+    stride-4 maps, and the timings (of the taps)."""
     from sam2.modeling.backbones.hieradet import Hiera
 
     torch.manual_seed(0)
@@ -65,13 +68,13 @@ def compare(model: str, size: int, folder: Path) -> dict[str, object]:
             parameter.normal_(std=0.05)
     path = folder / f"{model}.pt"
     torch.save({"model": {META_TRUNK_PREFIX + k: v for k, v in meta.state_dict().items()}}, path)
-    config = get_config(model, {"image_encoder.img_size": size}).image_encoder
+    config = get_config(model, {"image_encoder.img_size": size, "image_encoder.high_res_features": True}).image_encoder
     ours = HieraEncoder(config).eval()
     ours.load_pretrained(path)
     images = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         start = time.perf_counter()
-        taps = ours(images)
+        *taps, stride8, stride4 = ours(images)
         ours_s = time.perf_counter() - start
         start = time.perf_counter()
         x = meta.patch_embed(images)
@@ -82,10 +85,14 @@ def compare(model: str, size: int, folder: Path) -> dict[str, object]:
             if index in config.tap_indices:
                 expected.append(x.permute(0, 3, 1, 2))
         meta_s = time.perf_counter() - start
+        meta_stride4, meta_stride8 = meta(images)[:2]
+    high_res = ((stride8, meta_stride8), (stride4, meta_stride4))
     return {
         "tap_indices": list(config.tap_indices),
         "max_abs_difference": max(float((a - b).abs().max()) for a, b in zip(taps, expected, strict=True)),
         "relative_l2_error": max(float((a - b).norm() / b.norm()) for a, b in zip(taps, expected, strict=True)),
+        "high_res_shapes": [list(ours.shape) for ours, _ in high_res],
+        "high_res_max_abs_difference": max(float((a - b).abs().max()) for a, b in high_res),
         "ours_s": ours_s,
         "meta_s": meta_s,
     }

@@ -82,11 +82,13 @@ def test_taps_equal_metas_own_hiera_where_the_sam2_package_is_installed(tmp_path
         for parameter in meta.parameters():
             parameter.normal_(std=0.05)
     torch.save({"model": {f"image_encoder.trunk.{k}": v for k, v in meta.state_dict().items()}}, tmp_path / "m.pt")
-    encoder = HieraEncoder(get_config("risam_sam2_t", OVERRIDES).image_encoder)
+    config = get_config("risam_sam2_t", {**OVERRIDES, "image_encoder.high_res_features": True})
+    encoder = HieraEncoder(config.image_encoder)
     encoder.load_pretrained(tmp_path / "m.pt")
     images = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        taps = encoder.eval()(images)
+        *taps, stride8, stride4 = encoder.eval()(images)
+        meta_stride4, meta_stride8 = meta(images)[:2]  # Meta's stage ends, which SAM 2's neck reads
         x = meta.patch_embed(images)
         x = x + meta._get_pos_embed(x.shape[1:3])
         expected = []
@@ -94,7 +96,7 @@ def test_taps_equal_metas_own_hiera_where_the_sam2_package_is_installed(tmp_path
             x = block(x)
             if index in (5, 7, 9):
                 expected.append(x.permute(0, 3, 1, 2))
-    for ours, theirs in zip(taps, expected, strict=True):
+    for ours, theirs in zip([*taps, stride8, stride4], [*expected, meta_stride8, meta_stride4], strict=True):
         torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
 
 

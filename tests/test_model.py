@@ -88,7 +88,7 @@ def test_frozen_encoders_keep_no_activations_and_stay_in_eval(tiny_model):
         visual = tiny_model.encode_image(images)
         text, _ = tiny_model.encode_text(tokens)
     assert all(not tap.requires_grad for tap in taps)
-    assert visual.requires_grad and not text.requires_grad
+    assert visual.enhanced.requires_grad and not text.requires_grad
 
 
 def test_unfrozen_encoders_train():

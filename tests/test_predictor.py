@@ -153,7 +153,7 @@ def test_the_core_calls_take_the_image_and_leave_the_predictor_as_it_was(tiny_mo
         np.testing.assert_array_equal(ours.mask, theirs.mask)
     np.testing.assert_array_equal(explanation.prediction.mask, expected[0].mask)
     size = tiny_model.image_encoder.config.img_size
-    grid = encoded.visual.shape[-1]
+    grid = encoded.visual.enhanced.shape[-1]
     assert logits.shape == (2, 4 * grid, 4 * grid)
     masks, _ = logits_to_masks(logits, size, encoded.resized_size, encoded.original_size, predictor.threshold)
     for mask, theirs in zip(masks, expected, strict=True):

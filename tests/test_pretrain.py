@@ -27,7 +27,9 @@ def test_shipped_encoders_load_and_record_how_they_were_made():
         for part, section in json.loads(metadata["config"]).items()
     }
     config = get_config("risam_tiny")
-    assert recorded == {
+    # A field added after the file was made is not recorded there and holds its default (load_shipped_encoders).
+    added_later = {"image_encoder": {"high_res_features": False}}
+    assert {part: {**section, **added_later.get(part, {})} for part, section in recorded.items()} == {
         "image_encoder": encoder_architecture(config.image_encoder),
         "text_encoder": encoder_architecture(config.text_encoder),
     }

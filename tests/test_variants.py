@@ -15,6 +15,7 @@ from risam.evaluation.losses import risam_loss
 from risam.explain import explain
 from risam.io.state_dict import CheckpointError
 from risam.modeling.decoder import DecoderLayer, MaskDecoder
+from risam.modeling.layers import VisualFeatures
 from risam.modeling.mutual_attention import MutualAwareAttention
 from risam.modeling.variants.bidirectional_fusion import BidirectionalSerialFusion
 from risam.modeling.variants.conv_fusion import ConvFusion
@@ -419,7 +420,7 @@ def test_sam_directly_reads_the_words_only_through_the_sam_decoder():
     padding = torch.zeros(1, 17, dtype=torch.bool)
     model.eval()
     with torch.no_grad():
-        _, outputs = model.decode(visual, words, padding, return_attention=True)
+        _, outputs = model.decode(VisualFeatures(visual), words, padding, return_attention=True)
         projected = model.fusion[0].proj_text(words)
     torch.testing.assert_close(outputs[0].visual, visual.flatten(2).transpose(1, 2))
     torch.testing.assert_close(outputs[0].text, projected)

@@ -87,7 +87,7 @@ def explain(
         )
     valid = int((tokens != PAD_ID).sum())
     words = model.text_encoder.token_words(tokens[:valid])
-    grid = image.visual.shape[-1]
+    grid = image.visual.enhanced.shape[-1]
     content = [max(1, round(side * grid / model.image_encoder.config.img_size)) for side in image.resized_size]
     maps = attention.language_guided[0, :valid].float().reshape(valid, 1, grid, grid)[:, :, : content[0], : content[1]]
     size = display_size(height, width)

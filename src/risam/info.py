@@ -45,7 +45,9 @@ def model_info(name: str, overrides: Mapping[str, Any] | None = None) -> dict[st
         f"text_encoder ({text.variant}{', frozen' if text.freeze else ''})": _count(model.text_encoder),
         ENHANCEMENT[head.enhancement].describe(head): _count(model.enhancement),
         FUSION[head.fusion].describe(head): _count(model.fusion),
-        DECODER[head.decoder].describe(head): _count(model.decoder),
+        DECODER[head.decoder].describe(head) + (" + stride-8/4 maps" if image.high_res_features else ""): _count(
+            model.decoder
+        ),
     }
     total = _count(model)
     return {

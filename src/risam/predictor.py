@@ -25,7 +25,7 @@ from risam.errors import InputError
 from risam.io.hub import is_hub_name
 from risam.io.images import MAX_PIXELS, ImageSource, load_image
 from risam.modeling.compiled import compile_or_eager
-from risam.modeling.layers import FusionOutput
+from risam.modeling.layers import FusionOutput, VisualFeatures
 from risam.modeling.model import RISAM
 from risam.precision import PrecisionChoice, choose_precision, warn_if_emulated
 from risam.registry.create import create_model
@@ -67,10 +67,11 @@ class Prediction:
 
 @dataclass(frozen=True)
 class EncodedImage:
-    """What :meth:`RISAMPredictor.encode` computes for an image: features F_v (1 x C x S/16 x S/16),
-    the (H, W) masks are produced at (the image's size) and the (h, w) of its content in the S x S input."""
+    """What :meth:`RISAMPredictor.encode` computes for an image: its visual features (F_v, 1 x C x S/16 x S/16,
+    and any high-resolution maps), the (H, W) masks are produced at (the image's size) and the (h, w) of its
+    content in the S x S input."""
 
-    visual: torch.Tensor
+    visual: VisualFeatures
     original_size: tuple[int, int]
     resized_size: tuple[int, int]
 

@@ -84,6 +84,22 @@ _FULL = {
     "PhraseCut test (trained on RefCOCO)": PaperResult(22.82),
 }
 
+# SAM 2.1's Hiera-L in place of SAM ViT-H, and the tiny random Hiera-T that stands for it in the test model.
+_SAM2_L: dict[str, Any] = {
+    "image_encoder.backbone": "sam2_hiera_large",
+    "image_encoder.variant": "sam2.1_hiera_large",
+    "image_encoder.tap_indices": [23, 33, 43],
+    "image_encoder.patch_size": 16,
+}
+_TINY_HIERA: dict[str, Any] = {
+    "image_encoder.backbone": "sam2_hiera_tiny",
+    "image_encoder.variant": "tiny_hiera",
+    "image_encoder.timm_kwargs": {"embed_dim": 16},
+    "image_encoder.tap_indices": [5, 7, 9],
+    "image_encoder.img_size": 256,
+    "image_encoder.patch_size": 16,
+}
+
 _TAU_VALUES = ("0.05", "0.1", "0.15", "0.2", "0.25", "0.3", "0.4", "0.45", "0.5")
 TAU_VARIANTS = tuple(f"tau_{tau}" for tau in _TAU_VALUES)  # Fig. 8's sweep; tau = 0.35 is "full"
 
@@ -265,20 +281,15 @@ _VARIANT_LIST = [
         "sam2_encoder",
         "SAM 2.1's Hiera-L (timm sam2_hiera_large) instead of SAM ViT-H, taps at its stride-16 global blocks",
         "not in the paper",
-        {
-            "image_encoder.backbone": "sam2_hiera_large",
-            "image_encoder.variant": "sam2.1_hiera_large",
-            "image_encoder.tap_indices": [23, 33, 43],
-            "image_encoder.patch_size": 16,
-        },
-        tiny_overrides={
-            "image_encoder.backbone": "sam2_hiera_tiny",
-            "image_encoder.variant": "tiny_hiera",
-            "image_encoder.timm_kwargs": {"embed_dim": 16},
-            "image_encoder.tap_indices": [5, 7, 9],
-            "image_encoder.img_size": 256,
-            "image_encoder.patch_size": 16,
-        },
+        _SAM2_L,
+        tiny_overrides=_TINY_HIERA,
+    ),
+    Variant(
+        "sam2_high_res",
+        "sam2_encoder with the trunk's stride-8 and stride-4 maps added while the decoder upsamples, as in SAM 2",
+        "not in the paper",
+        {**_SAM2_L, "image_encoder.high_res_features": True},
+        tiny_overrides={**_TINY_HIERA, "image_encoder.high_res_features": True},
     ),
     Variant(
         "unfrozen_text",

@@ -92,6 +92,12 @@ class ImageEncoderConfig:
     patch); ``"conv"`` is a small CNN with BatchNorm (:func:`risam.modeling.image_encoder.conv_stem`),
     which learns shapes far faster from scratch (docs/training.md). Only the
     pretrained tiny encoder uses it; SAM's checkpoints hold a patch embedding.
+
+    ``high_res_features`` (``"hiera"`` only, off by default): the encoder also returns its stride-8
+    and stride-4 stage outputs, and the decoder adds them, each through a trainable 1 x 1
+    convolution, to its two upsampling steps, as SAM 2's mask decoder adds its high-resolution
+    features (docs/architecture.md, "SAM 2 encoders"). Off, the decoder reads stride-16 features
+    only, as the paper's does.
     """
 
     variant: str = "sam_vit_h"
@@ -110,9 +116,15 @@ class ImageEncoderConfig:
     backbone: str = "sam"
     timm_kwargs: dict[str, Any] = field(default_factory=dict)
     stem: Stem = "patch"
+    high_res_features: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("image_encoder.stem", self.stem, typing.get_args(Stem))
+        if self.high_res_features and self.family != "hiera":
+            raise ConfigError(
+                f"image_encoder.high_res_features=true needs a SAM 2 Hiera backbone (sam2_hiera_*), which has "
+                f"stride-8 and stride-4 stages; image_encoder.backbone={self.backbone!r} has none"
+            )
         if self.stem == "conv" and (self.patch_size & (self.patch_size - 1) or self.patch_size < 2):
             raise ConfigError(
                 f"image_encoder.patch_size={self.patch_size}: the conv stem is a stack of stride-2 convolutions, "
@@ -265,7 +277,7 @@ class HeadConfig:
 
 
 ABLATION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "image_encoder": {"backbone": "sam", "timm_kwargs": {}, "stem": "patch"},
+    "image_encoder": {"backbone": "sam", "timm_kwargs": {}, "stem": "patch", "high_res_features": False},
     "head": {
         "enhancement": "feature_enhancement",
         "fusion": "mutual_attention",

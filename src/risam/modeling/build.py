@@ -52,5 +52,11 @@ def build_model(
             text_encoder=text_encoder,
             enhancement=ENHANCEMENT[head.enhancement].build(head, image_encoder.tap_dims),
             fusion=FUSION[head.fusion].build(head, config.text_encoder.feature_dim),
-            decoder=DECODER[head.decoder].build(head),
+            decoder=DECODER[head.decoder].build(head, _high_res_dims(image_encoder, config)),
         )
+
+
+def _high_res_dims(image_encoder: torch.nn.Module, config: RISAMConfig) -> tuple[int, ...]:
+    """Channels of the high-resolution maps the image encoder returns after its taps (none unless
+    ``image_encoder.high_res_features``, which the config allows for Hiera encoders only)."""
+    return tuple(image_encoder.high_res_dims) if config.image_encoder.high_res_features else ()

@@ -26,6 +26,11 @@ Ablations (paper Tab. 5, docs/ablations.md):
   keys get no position encoding, as nowhere else in this decoder.
 - ``text_guidance=False`` (#10 "w/o ELG") feeds the layers the query token alone: F_val never
   enters the decoder, which then reads the sentence only through F_lav.
+
+Not in the paper: with ``high_res_dims`` (SAM 2's Hiera encoders, ``image_encoder.high_res_features``)
+the encoder's stride-8 and stride-4 maps, each through a 1 x 1 convolution, are added to the outputs
+of the two transposed convolutions, as SAM 2's mask decoder adds its high-resolution features
+(:class:`risam.modeling.layers.HighResSkips`).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import math
 import torch
 from torch import nn
 
-from risam.modeling.layers import Attention, QueryMLP
+from risam.modeling.layers import Attention, HighResSkips, QueryMLP, high_res_skips, upsample_adding
 
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device | None = None) -> torch.Tensor:
@@ -93,6 +98,8 @@ class MaskDecoder(nn.Module):
     """Mutual-Aware Mask Decoder: query token + F_val guide F_lav, then mask logits.
 
     ``token_to_image`` and ``text_guidance=False`` are the paper's Tab. 5 ablations (#9, #10).
+    ``high_res_dims`` (C_8, C_4) are the channels of the image encoder's stride-8 and stride-4 maps that
+    the upsampling adds (empty: none).
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class MaskDecoder(nn.Module):
         mask_dim: int,
         token_to_image: bool = False,
         text_guidance: bool = True,
+        high_res_dims: tuple[int, ...] = (),
     ) -> None:
         super().__init__()
         if dim % 2:
@@ -119,9 +127,13 @@ class MaskDecoder(nn.Module):
             nn.GELU(),
         )
         self.query_mlp = QueryMLP(dim, mask_dim)
+        self.high_res = HighResSkips(high_res_dims, (dim // 4, mask_dim)) if high_res_dims else None
 
-    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        """visual: F_lav, B x C x H x W; text: F_val, B x L_t x C; padding_mask: B x L_t.
+    def forward(
+        self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor, *high_res: torch.Tensor
+    ) -> torch.Tensor:
+        """visual: F_lav, B x C x H x W; text: F_val, B x L_t x C; padding_mask: B x L_t; ``high_res``: with
+        ``high_res_dims``, the stride-8 and stride-4 maps, B x C_8 x 2H x 2W and B x C_4 x 4H x 4W.
 
         Returns mask logits, B x 4H x 4W. Without text guidance ``text`` and ``padding_mask``
         are not read.
@@ -136,6 +148,10 @@ class MaskDecoder(nn.Module):
         token_padding = torch.cat([padding_mask.new_zeros(batch, 1), padding_mask], dim=1)
         for layer in self.layers:
             visual_seq, tokens = layer(visual_seq, tokens, token_pos, token_padding)
-        upsampled = self.upsample(visual_seq.transpose(1, 2).reshape(batch, dim, height, width))
+        upsampled = upsample_adding(
+            self.upsample,
+            visual_seq.transpose(1, 2).reshape(batch, dim, height, width),
+            high_res_skips(self.high_res, high_res),
+        )
         query = self.query_mlp(tokens[:, 0])
         return torch.einsum("bc,bchw->bhw", query, upsampled)

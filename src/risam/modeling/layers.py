@@ -1,13 +1,33 @@
-"""Layers that several components share: the fusion blocks' output, attention, and the small MLPs and
-convolutions of Feature Enhancement, the decoders and the baselines."""
+"""Layers that several components share: the image side's and the fusion blocks' outputs, attention, the
+small MLPs and convolutions of Feature Enhancement, the decoders and the baselines, and the decoders'
+high-resolution skips."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class VisualFeatures:
+    """What the image side gives the head for B images.
+
+    enhanced: F_v, B x C x H x W. high_res: empty, or with ``image_encoder.high_res_features`` the image
+    encoder's stride-8 and stride-4 maps, B x C_8 x 2H x 2W and B x C_4 x 4H x 4W, which the decoder adds
+    while it upsamples.
+    """
+
+    enhanced: torch.Tensor
+    high_res: tuple[torch.Tensor, ...] = ()
+
+    def __getitem__(self, rows: slice | torch.Tensor) -> VisualFeatures:
+        """The features of the images at ``rows`` (a slice, or a long tensor of indices, repeats allowed)."""
+        return VisualFeatures(self.enhanced[rows], tuple(level[rows] for level in self.high_res))
 
 
 class FusionOutput(NamedTuple):
@@ -109,3 +129,50 @@ class ConvBNAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """B x C_in x H x W -> B x C_out x H x W."""
         return self.act(self.norm(self.conv(x)))
+
+
+class HighResSkips(nn.Module):
+    """SAM 2's high-resolution features for a decoder's two upsampling steps: 1 x 1 convolutions of the image
+    encoder's stride-8 and stride-4 maps to the widths of the first and second transposed convolution's output.
+
+    SAM 2 projects each of these maps twice in a row, by its neck's 1 x 1 convolution and by its decoder's
+    ``conv_s1`` / ``conv_s0``; two 1 x 1 convolutions in a row are one, so this single trainable one spans the
+    same functions of the trunk's maps.
+    """
+
+    def __init__(self, in_dims: tuple[int, int], out_dims: tuple[int, int]) -> None:
+        super().__init__()
+        self.stride8 = nn.Conv2d(in_dims[0], out_dims[0], kernel_size=1)
+        self.stride4 = nn.Conv2d(in_dims[1], out_dims[1], kernel_size=1)
+        self.in_dims = in_dims
+
+    def forward(self, high_res: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B x C_8 x 2H x 2W, B x C_4 x 4H x 4W) -> the two skips, B x out_dims[i] x the same sizes."""
+        if len(high_res) != 2:
+            raise ValueError(
+                f"the decoder adds the image encoder's stride-8 and stride-4 maps (image_encoder.high_res_features); "
+                f"got {len(high_res)} maps"
+            )
+        stride8, stride4 = high_res
+        return self.stride8(stride8.to(self.stride8.weight.dtype)), self.stride4(stride4.to(self.stride4.weight.dtype))
+
+
+def high_res_skips(skips: HighResSkips | None, high_res: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """The skips a decoder adds while upsampling: ``skips`` of the ``high_res`` maps, or none for a decoder
+    built without high-resolution maps (``skips`` None), which may then be given none."""
+    if skips is not None:
+        return skips(high_res)
+    if high_res:
+        raise ValueError(f"this decoder was built without high-resolution maps; got {len(high_res)}")
+    return ()
+
+
+def upsample_adding(upsample: nn.Sequential, features: torch.Tensor, skips: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Run ``upsample`` on ``features``, adding ``skips[i]`` to the output of its i-th transposed convolution,
+    before the normalisation and activation after it (SAM 2's order); no skips: ``upsample(features)``."""
+    pending = list(skips)
+    for layer in upsample:
+        features = layer(features)
+        if pending and isinstance(layer, nn.ConvTranspose2d):
+            features = features + pending.pop(0)
+    return features

@@ -10,7 +10,7 @@ from torch import nn
 
 from risam.config import RISAMConfig
 from risam.io.state_dict import check_state_dict
-from risam.modeling.layers import FusionOutput
+from risam.modeling.layers import FusionOutput, VisualFeatures
 from risam.precision import precision_name
 
 
@@ -20,9 +20,10 @@ class RISAM(nn.Module):
     The forward pass is split so that callers can run the image side once per image and the
     rest once per expression (grouped training batches, the predictor):
 
-    - :meth:`encode_image`: images -> enhanced visual features F_v,
+    - :meth:`encode_image`: images -> :class:`VisualFeatures` (enhanced features F_v, and the encoder's
+      high-resolution maps where ``image_encoder.high_res_features`` asks for them),
     - :meth:`encode_text`: token ids -> linguistic features F_l and the padding mask,
-    - :meth:`decode`: (F_v, F_l, mask) -> mask logits at 1/4 of the input size.
+    - :meth:`decode`: (visual features, F_l, mask) -> mask logits at 1/4 of the input size.
 
     A frozen encoder stays in eval mode, runs under ``torch.no_grad()`` and outside autocast (in the
     dtype of its weights) and is left out of :meth:`trainable_state_dict`.
@@ -32,7 +33,8 @@ class RISAM(nn.Module):
     image encoder's taps to F_v (Feature Enhancement or an ablation), each ``fusion`` block maps
     (visual tokens, words, padding mask) to a :class:`FusionOutput` (Mutual-Aware
     Attention or a baseline), and ``decoder`` maps (F_lav, words, padding mask) to mask logits
-    (the Mutual-Aware Mask Decoder or SAM's).
+    (the Mutual-Aware Mask Decoder or SAM's), adding the image encoder's high-resolution maps while
+    it upsamples where it was built for them.
     """
 
     def __init__(
@@ -87,7 +89,9 @@ class RISAM(nn.Module):
         return precision_name(_floating_dtype(self.image_encoder))
 
     def image_taps(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """SAM-normalized images, B x 3 x S x S -> the image encoder's taps, each B x C_i x S/16 x S/16."""
+        """SAM-normalized images, B x 3 x S x S -> the image encoder's taps, each B x C_i x S/16 x S/16, then
+        with ``image_encoder.high_res_features`` its stride-8 and stride-4 maps (B x C_8 x S/8 x S/8,
+        B x C_4 x S/4 x S/4)."""
         with self._encoder_context("image_encoder", images.device):
             taps = self.image_encoder(images.to(_floating_dtype(self.image_encoder)))
         return [tap.to(images.dtype) for tap in taps]
@@ -102,9 +106,15 @@ class RISAM(nn.Module):
         with torch.no_grad(), torch.autocast(device.type, enabled=False):
             yield
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """SAM-normalized images, B x 3 x S x S -> enhanced visual features F_v, B x C x S/16 x S/16."""
-        return self.enhancement(*self.image_taps(images))
+    def visual_features(self, taps: list[torch.Tensor]) -> VisualFeatures:
+        """What :meth:`image_taps` returned -> F_v (B x C x S/16 x S/16, Feature Enhancement of the taps) and
+        the high-resolution maps after them, unchanged."""
+        count = len(self.image_encoder.tap_dims)
+        return VisualFeatures(self.enhancement(*taps[:count]), tuple(taps[count:]))
+
+    def encode_image(self, images: torch.Tensor) -> VisualFeatures:
+        """SAM-normalized images, B x 3 x S x S -> their :class:`VisualFeatures` (F_v: B x C x S/16 x S/16)."""
+        return self.visual_features(self.image_taps(images))
 
     def encode_text(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids, B x L_t -> (F_l, B x L_t x C'; padding mask, B x L_t, True at padding)."""
@@ -114,26 +124,26 @@ class RISAM(nn.Module):
 
     def decode(
         self,
-        visual: torch.Tensor,
+        visual: VisualFeatures,
         text: torch.Tensor,
         padding_mask: torch.Tensor,
         return_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[FusionOutput]]:
-        """F_v: B x C x H x W; F_l: B x L_t x C'; padding_mask: B x L_t.
+        """visual: F_v (B x C x H x W) and its high-resolution maps; F_l: B x L_t x C'; padding_mask: B x L_t.
 
         Returns mask logits, B x 4H x 4W, and with ``return_attention`` also every MA block's
         output (its attention maps A_vg, B x HW x L_t, and A_lg, B x L_t x HW, included; None
         for fusion baselines that have no such map).
         """
-        batch, dim, height, width = visual.shape
-        visual_seq = visual.flatten(2).transpose(1, 2)
+        batch, dim, height, width = visual.enhanced.shape
+        visual_seq = visual.enhanced.flatten(2).transpose(1, 2)
         outputs = []
         for block in self.fusion:
             out = block(visual_seq, text, padding_mask)
             visual_seq, text = out.visual, out.text
             outputs.append(out)
         lav = visual_seq.transpose(1, 2).reshape(batch, dim, height, width)
-        logits = self.decoder(lav, text, padding_mask)
+        logits = self.decoder(lav, text, padding_mask, *visual.high_res)
         return (logits, outputs) if return_attention else logits
 
     def forward(
@@ -156,7 +166,7 @@ class RISAM(nn.Module):
         mask for the B sentences) stand in for ``images`` and ``tokens`` when the frozen encoders'
         outputs were computed before (:mod:`risam.engine.feature_cache`).
         """
-        visual = self.enhancement(*taps) if taps is not None else self.encode_image(images)
+        visual = self.visual_features(taps) if taps is not None else self.encode_image(images)
         if image_index is not None:
             visual = visual[image_index]
         words, padding_mask = text if text is not None else self.encode_text(tokens)

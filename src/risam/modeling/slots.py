@@ -4,7 +4,7 @@
   is "timm"); names in ``IMAGE_ENCODERS``; builder (ImageEncoderConfig) -> image encoder.
 - ``ENHANCEMENT``: ``head.enhancement``; names in ``ENHANCEMENTS``; builder (HeadConfig, tap_dims) -> module.
 - ``FUSION``: ``head.fusion``; names in ``FUSIONS``; builder (HeadConfig, C') -> list of blocks.
-- ``DECODER``: ``head.decoder``; names in ``DECODERS``; builder (HeadConfig) -> module.
+- ``DECODER``: ``head.decoder``; names in ``DECODERS``; builder (HeadConfig, high_res_dims) -> module.
 
 The names a config accepts and their human labels are plain data in :mod:`risam.config.model`
 (a config refuses an unknown name when it is created, and the config layer may not import
@@ -17,10 +17,13 @@ What a part must do, whichever is chosen:
 
 - image encoder: a module with ``config``, ``tap_dims`` (channels of each tap),
   ``global_attn_indexes`` and ``load_pretrained(path)``; images -> a list of taps, each
-  B x C_i x H x W on the head's grid;
+  B x C_i x H x W on the head's grid; one that can return high-resolution maps (``hiera``) also has
+  ``high_res_dims`` and, with ``image_encoder.high_res_features``, returns its stride-8 and stride-4
+  maps after the taps;
 - enhancement: taps -> F_v, B x C x H x W;
 - fusion: blocks, each (B x L_v x C, B x L_t x C' or C, padding) -> ``FusionOutput``;
-- decoder: (F_lav, words, padding) -> mask logits, B x 4H x 4W.
+- decoder: (F_lav, words, padding, *high-resolution maps) -> mask logits, B x 4H x 4W; its builder
+  takes the channels of the high-resolution maps (empty without them).
 
 Adding a fusion block: write its module (e.g. ``variants/my_fusion.py``, taking and returning
 what :class:`MutualAwareAttention` does); name it with a label in ``FUSIONS`` of
@@ -96,7 +99,7 @@ ImageEncoderBuilder = Callable[[ImageEncoderConfig], nn.Module]
 EnhancementBuilder = Callable[[HeadConfig, tuple[int, ...]], nn.Module]
 FusionBuilder = Callable[[HeadConfig, int], list[nn.Module]]
 FusionBlock = Callable[[HeadConfig, int, bool], nn.Module]
-DecoderBuilder = Callable[[HeadConfig], nn.Module]
+DecoderBuilder = Callable[[HeadConfig, tuple[int, ...]], nn.Module]
 
 
 IMAGE_ENCODER: Slot[ImageEncoderConfig, ImageEncoderBuilder] = Slot(
@@ -178,13 +181,14 @@ FUSION: Slot[HeadConfig, FusionBuilder] = Slot(
 
 
 def _mask_decoder(token_to_image: bool) -> DecoderBuilder:
-    return lambda head: MaskDecoder(
+    return lambda head, high_res_dims: MaskDecoder(
         head.dim,
         head.decoder_depth,
         head.decoder_heads,
         head.mask_dim,
         token_to_image=token_to_image,
         text_guidance=head.decoder_text_guidance,
+        high_res_dims=high_res_dims,
     )
 
 
@@ -201,7 +205,9 @@ DECODER: Slot[HeadConfig, DecoderBuilder] = Slot(
         "mutual_aware": Component(_mask_decoder(token_to_image=False), _layers("mask_decoder")),
         "mutual_aware_t2i": Component(_mask_decoder(token_to_image=True), _layers("mask_decoder_t2i")),
         "sam": Component(
-            lambda head: SamMaskDecoder(head.dim, head.decoder_depth, head.decoder_heads, head.mask_dim),
+            lambda head, high_res_dims: SamMaskDecoder(
+                head.dim, head.decoder_depth, head.decoder_heads, head.mask_dim, high_res_dims
+            ),
             _layers("sam_mask_decoder"),
         ),
     },

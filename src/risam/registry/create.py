@@ -104,7 +104,8 @@ def create_model(
 def load_shipped_encoders(model: RISAM, path: str | os.PathLike, require_all: bool = True) -> None:
     """Load both encoders of ``model`` from an encoders file (``risam pretrain-tiny``), strictly.
 
-    The file records the encoders' architecture. An encoder whose architecture differs (other
+    The file records the encoders' architecture (a field it does not record, added later, at its
+    default). An encoder whose architecture differs (other
     overrides, e.g. an ablation's backbone) raises ConfigError naming the keys; with
     ``require_all=False`` it keeps its random weights instead, with a warning that says so.
     """
@@ -112,6 +113,8 @@ def load_shipped_encoders(model: RISAM, path: str | os.PathLike, require_all: bo
     for part, section in recorded.items():
         module = getattr(model, part)
         actual = encoder_architecture(module.config)
+        # A field the file does not record was added after the file was made: it holds its default there.
+        section = {**encoder_architecture(type(module.config)()), **section}
         section = {key: value for key, value in section.items() if key not in NOT_ARCHITECTURE}
         differ = sorted(key for key in set(section) | set(actual) if section.get(key) != actual.get(key))
         if differ:

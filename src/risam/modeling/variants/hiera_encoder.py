@@ -8,9 +8,14 @@ image encoder trunk block for block. Decisions (docs/architecture.md, "SAM 2 enc
   analogue of SAM ViT's 2nd-4th global blocks: shallow, middle and deep features at one resolution
   (64 x 64 at 1024 px), for Feature Enhancement. The last is the stage's end, the stride-16 feature SAM 2's
   neck reads. The stride-32 stage after it is not built.
-- **The neck's higher-resolution levels** (strides 4 and 8, which SAM 2's mask decoder adds back while
-  upsampling) do not feed RISAM's decoder: the paper's decoder reads stride-16 features only, and the
-  trainable budget stays the paper's. ``image_encoder.timm_kwargs`` passes architecture changes to timm.
+- **The higher-resolution levels** (strides 4 and 8, which SAM 2's mask decoder adds back while
+  upsampling) feed RISAM's decoder only with ``image_encoder.high_res_features: true``; off by default, as
+  the paper's decoder reads stride-16 features only. On, the encoder also returns the outputs of the
+  stride-8 and stride-4 stages' last blocks (what SAM 2's neck reads for those levels), after the taps,
+  and the decoder adds each through a trainable 1 x 1 convolution (:class:`risam.modeling.layers.HighResSkips`:
+  SAM 2's neck convolution and its decoder's ``conv_s1``/``conv_s0`` in a row are one such convolution, as its
+  neck adds no top-down features at these levels). ``image_encoder.timm_kwargs`` passes architecture
+  changes to timm.
 - **Input** 1024 px, SAM 2's normalisation (ImageNet mean and std, in 0-255 units the same as SAM's).
 
 Weights: Meta's ``sam2.1_hiera_*.pt`` (and SAM 2's ``sam2_hiera_*.pt``): the trunk's keys of the file's
@@ -57,7 +62,9 @@ class HieraEncoder(nn.Module):
 
     Input: normalized images, B x 3 x S x S with S = ``config.img_size``.
     Output: one B x C x S/16 x S/16 map per block in ``config.tap_indices`` (C = the stride-16 stage's width:
-    T and S 384, B+ 448, L 576).
+    T and S 384, B+ 448, L 576); with ``config.high_res_features``, then the stride-8 and the stride-4 stage's
+    last outputs, B x C_8 x S/8 x S/8 and B x C_4 x S/4 x S/4 (:attr:`high_res_dims`: T and S 192 and 96, B+ 224
+    and 112, L 288 and 144).
     """
 
     def __init__(self, config: ImageEncoderConfig) -> None:
@@ -83,6 +90,9 @@ class HieraEncoder(nn.Module):
             raise ConfigError(f"image_encoder.patch_size={config.patch_size}: Hiera's tapped stage has stride 16")
         self.model.prune_intermediate_layers(list(config.tap_indices), prune_norm=True, prune_head=True, coarse=False)
         self.tap_dims = tuple(int(self.model.blocks[index].dim_out) for index in config.tap_indices)
+        # The stride-4 and stride-8 stages end before the first tap, so pruning keeps them.
+        self.high_res_blocks = (stage_ends[1], stage_ends[0]) if config.high_res_features else ()
+        self.high_res_dims = tuple(int(self.model.blocks[index].dim_out) for index in self.high_res_blocks)
 
     @property
     def global_attn_indexes(self) -> tuple[int, ...]:
@@ -90,11 +100,15 @@ class HieraEncoder(nn.Module):
         return tuple(self.model.global_att_blocks)
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        """Tapped features of ``images`` (B x 3 x S x S): a list of B x C x S/16 x S/16."""
+        """Tapped features of ``images`` (B x 3 x S x S): a list of B x C x S/16 x S/16, then with
+        ``high_res_features`` the stride-8 and stride-4 maps (class docstring)."""
         check_images(images, self.config.img_size, type(self).__name__)
-        return self.model.forward_intermediates(
-            images, indices=list(self.config.tap_indices), intermediates_only=True, output_fmt="NCHW", coarse=False
+        blocks = sorted({*self.config.tap_indices, *self.high_res_blocks})
+        outputs = self.model.forward_intermediates(
+            images, indices=blocks, intermediates_only=True, output_fmt="NCHW", coarse=False
         )
+        by_block = dict(zip(blocks, outputs, strict=True))
+        return [by_block[index] for index in (*self.config.tap_indices, *self.high_res_blocks)]
 
     def load_pretrained(self, path: str | os.PathLike) -> None:
         """Load the trunk from Meta's SAM 2 checkpoint, timm's file or a trunk state dict (module docstring).

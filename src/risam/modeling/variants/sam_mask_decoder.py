@@ -22,6 +22,9 @@ Decisions (docs/ablations.md):
 - SAM's widths: MLP 8C (2048 for C = 256), ``head.decoder_depth`` blocks (2 in SAM),
   ``head.decoder_heads`` heads (8 in SAM); the upscaled features have ``head.mask_dim``
   channels (C/8 = 32 in SAM and in the paper's models).
+- With ``high_res_dims`` it is SAM 2's mask decoder: the image encoder's stride-8 and stride-4
+  maps, each through a 1 x 1 convolution, are added to the outputs of the two transposed
+  convolutions (:class:`risam.modeling.layers.HighResSkips`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import torch
 from timm.layers import LayerNorm2d
 from torch import nn
 
-from risam.modeling.layers import Attention, QueryMLP
+from risam.modeling.layers import Attention, HighResSkips, QueryMLP, high_res_skips, upsample_adding
 
 
 class RandomFourierPositions(nn.Module):
@@ -116,7 +119,9 @@ class TwoWayTransformer(nn.Module):
 class SamMaskDecoder(nn.Module):
     """SAM's mask decoder with the words as prompt tokens and a single mask token."""
 
-    def __init__(self, dim: int, depth: int, num_heads: int, mask_dim: int) -> None:
+    def __init__(
+        self, dim: int, depth: int, num_heads: int, mask_dim: int, high_res_dims: tuple[int, ...] = ()
+    ) -> None:
         super().__init__()
         # SAM keeps both as nn.Embedding rows, initialized N(0, 1).
         self.mask_token = nn.Parameter(torch.randn(1, 1, dim))
@@ -131,9 +136,13 @@ class SamMaskDecoder(nn.Module):
             nn.GELU(),
         )
         self.hypernetwork = QueryMLP(dim, mask_dim)
+        self.high_res = HighResSkips(high_res_dims, (dim // 4, mask_dim)) if high_res_dims else None
 
-    def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        """visual: B x C x H x W; text: the prompt tokens, B x L_t x C; padding_mask: B x L_t.
+    def forward(
+        self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor, *high_res: torch.Tensor
+    ) -> torch.Tensor:
+        """visual: B x C x H x W; text: the prompt tokens, B x L_t x C; padding_mask: B x L_t; ``high_res``:
+        with ``high_res_dims``, the stride-8 and stride-4 maps, B x C_8 x 2H x 2W and B x C_4 x 4H x 4W.
 
         Returns mask logits, B x 4H x 4W.
         """
@@ -143,5 +152,9 @@ class SamMaskDecoder(nn.Module):
         tokens = torch.cat([self.mask_token.expand(batch, -1, -1).to(text.dtype), text], dim=1)
         token_padding = torch.cat([padding_mask.new_zeros(batch, 1), padding_mask], dim=1)
         tokens, image = self.transformer(tokens, image, image_pe, token_padding)
-        upsampled = self.upsample(image.transpose(1, 2).reshape(batch, dim, height, width))
+        upsampled = upsample_adding(
+            self.upsample,
+            image.transpose(1, 2).reshape(batch, dim, height, width),
+            high_res_skips(self.high_res, high_res),
+        )
         return torch.einsum("bc,bchw->bhw", self.hypernetwork(tokens[:, 0]), upsampled)
