@@ -8,6 +8,9 @@ right. The command line prints that line and exits with code 2; the demo shows i
 
 from __future__ import annotations
 
+import reprlib
+from typing import Any
+
 
 class InputError(ValueError):
     """Input from the user cannot be used; the message names it and what would be right."""
@@ -21,3 +24,14 @@ def error_line(error: Exception, name: object = None) -> str:
         names = names or ([str(name)] if name is not None else [])
         return f"{' -> '.join(names)}: {error.strerror}" if names else error.strerror
     return str(error)
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother = 3, 80, 80
+_SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 8
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut short for an error message: a YAML alias bomb or a pickle's shared lists hold
+    billions of items behind a few bytes, and their full repr would never end."""
+    return _SHOWN.repr(value)

@@ -216,8 +216,10 @@ def _parse_yaml(text: str, source: str) -> Any:
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error)
+        problem = " ".join(str(getattr(error, "problem", None) or error).split())  # one line
         raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from error
+    except RecursionError as error:
+        raise ConfigError(f"{source}: not YAML this reader reads (nested too deeply)") from error
 
 
 def config_from_yaml(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 from risam.data.masks import AnnotationError
+from risam.io.pickle_scan import pickle_opcodes_problem
 from risam.io.reading import read_bytes
 
 # What the unpickler raises on a truncated or corrupt file.
@@ -55,10 +56,17 @@ def load_pickle(path: str | Path) -> object:
     path = Path(path)
     data = read_bytes(path)
     try:
+        problem = pickle_opcodes_problem(io.BytesIO(data))
+        if problem:
+            raise AnnotationError(
+                f"{path}: not a readable pickle ({problem}); the file may be truncated or corrupt, nothing in it "
+                "was loaded"
+            )
         return _PlainDataUnpickler(io.BytesIO(data), path).load()
     except AnnotationError:
         raise
     except _CORRUPT_PICKLE_ERRORS as error:
         raise AnnotationError(
-            f"{path}: not a readable pickle ({type(error).__name__}: {error}); the file may be truncated or corrupt"
+            f"{path}: not a readable pickle ({type(error).__name__}: {' '.join(str(error).split())}); the file may "
+            "be truncated or corrupt"
         ) from error

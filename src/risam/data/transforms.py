@@ -22,9 +22,10 @@ BAND_ELEMENTS = 1 << 18  # output pixels per band of rows in logits_to_masks: 1 
 
 
 def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
-    """(h, w) after resizing the longest side of (height, width) to ``size``."""
+    """(h, w) after resizing the longest side of (height, width) to ``size``; a side is at least 1 pixel (a
+    1 x 3000 image would otherwise shrink to nothing)."""
     scale = size / max(height, width)
-    return int(height * scale + 0.5), int(width * scale + 0.5)
+    return max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5))
 
 
 def preprocess_image(

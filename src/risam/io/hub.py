@@ -169,6 +169,8 @@ def hub_model_weights(value: str | os.PathLike) -> Path:
         config = read_json(config_path)
     except (UnicodeDecodeError, ValueError) as error:
         raise HubError(f"{name}: its {CONFIG_FILE} is not JSON ({error})") from error
+    except RecursionError as error:
+        raise HubError(f"{name}: its {CONFIG_FILE} is not JSON this reader reads (nested too deeply)") from error
     library = config.get("library_name") if isinstance(config, dict) else None
     if library != LIBRARY_NAME:
         raise HubError(

@@ -47,7 +47,10 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, name: str | No
     if isinstance(source, Image.Image):
         label = name or "the image"
         _check_size(source, label, max_pixels)
-        return _to_rgb(ImageOps.exif_transpose(source), label)
+        try:
+            return _to_rgb(ImageOps.exif_transpose(source), label)
+        except (OSError, SyntaxError, ValueError) as error:  # Pillow parses the EXIF bytes the image carries
+            raise ImageInputError(f"{label}: its EXIF data is damaged ({error})") from error
     path = Path(source)
     label = name or str(path)
     if path.is_dir():
@@ -82,6 +85,8 @@ def load_image(source: ImageSource, max_pixels: int = MAX_PIXELS, name: str | No
         raise
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageInputError(f"{label}: the image data is damaged or truncated ({error})") from error
+    except MemoryError as error:  # a chunk length of gigabytes in a small file: Pillow asks for that much at once
+        raise ImageInputError(f"{label}: the image data is damaged (a chunk declares more bytes than fit)") from error
 
 
 def atomic_save_image(

@@ -9,8 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from risam.errors import InputError
+from risam.errors import InputError, error_line
 from risam.io.files import readable_file
+from risam.io.pickle_scan import pickle_opcodes_problem
+
+# The legacy (non-zip) torch.save format: magic number, protocol, system info, the object, the storage keys.
+_LEGACY_PICKLES = 5
+_MAX_PICKLE_BYTES = 1 << 28
 
 
 class CheckpointError(InputError):
@@ -73,8 +78,36 @@ def _zip_names(path: Path) -> list[str] | None:
     try:
         with zipfile.ZipFile(path) as archive:
             return archive.namelist()
-    except (zipfile.BadZipFile, ValueError, EOFError):
+    except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError):  # NotImplementedError: "zip file version"
         return None
+
+
+def _pickle_problem(path: Path) -> str | None:
+    """What makes the pickles of the checkpoint ``path`` unfit for torch.load, or None.
+
+    Every opcode is parsed (:func:`pickletools.genops`, linear in the file): a pickle that does not parse
+    is damaged; a global that is not a dotted Python name is refused here, because torch words its refusal
+    with regular expressions whose time grows with the cube of the name's length (a name of 500 kB held it
+    for hours). In a zip, ``data.pkl`` is checked (and its size, which torch reads into memory at once); in
+    the legacy format, the pickles before the tensor bytes.
+    """
+    names = _zip_names(path)
+    try:
+        if names is None:
+            with path.open("rb") as file:
+                return pickle_opcodes_problem(file, _LEGACY_PICKLES)
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.endswith("data.pkl"):
+                    if info.file_size > _MAX_PICKLE_BYTES:
+                        return f"{info.filename} holds {info.file_size:,} bytes, over {_MAX_PICKLE_BYTES:,}"
+                    with archive.open(info) as file:
+                        problem = pickle_opcodes_problem(file)
+                    if problem:
+                        return problem
+    except Exception as error:  # zipfile, zlib and pickletools fail on damaged bytes in many ways
+        return f"a damaged pickle: {type(error).__name__}"
+    return None
 
 
 def torch_load_weights_only(path: Path, expected: str) -> object:
@@ -99,10 +132,15 @@ def torch_load_weights_only(path: Path, expected: str) -> object:
             raise CheckpointError(
                 f"{path} could not be read as a checkpoint (a damaged zip archive, not handed to torch); {expected}"
             )
+    problem = _pickle_problem(path)
+    if problem:
+        raise CheckpointError(f"{path} could not be read as a checkpoint ({problem}, not handed to torch); {expected}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except OSError:
-        raise
+    except OSError as err:
+        if err.filename is not None:  # the system's error about the file; torch's reader raises some without one
+            raise
+        raise CheckpointError(f"{path} could not be read as a checkpoint ({error_line(err)}); {expected}") from err
     except Exception as err:
         raise CheckpointError(
             f"{path} could not be read as a checkpoint ({type(err).__name__}); {expected}. Pickles are read with "

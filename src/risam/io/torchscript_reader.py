@@ -30,6 +30,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import Tensor
 
+from risam.io.pickle_scan import pickle_opcodes_problem
 from risam.io.state_dict import CheckpointError
 
 _STORAGE_DTYPES = {
@@ -128,7 +129,11 @@ class _ArchiveReader(pickle.Unpickler):
         self._storages: dict[str, _Storage] = {}
         self._classes: dict[tuple[str, str], type[_Record]] = {}
         self._code: dict[str, ast.Module] = {}
-        super().__init__(io.BytesIO(self._read("data.pkl", _MAX_METADATA_BYTES)))
+        data = self._read("data.pkl", _MAX_METADATA_BYTES)
+        problem = pickle_opcodes_problem(io.BytesIO(data))
+        if problem:
+            raise CheckpointError(f"{path}: data.pkl is not a pickle this reader reads ({problem})")
+        super().__init__(io.BytesIO(data))
 
     def _read(self, name: str, expected_size: int, exact: bool = False) -> bytes:
         info = self._archive.getinfo(f"{self._root}/{name}")

@@ -62,8 +62,8 @@ def _metadata(path: str | os.PathLike, expected_format: str, what: str) -> dict[
     try:
         with safetensors.safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-    except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a {what} (a safetensors file): {error}") from error
+    except (safetensors.SafetensorError, OSError, ValueError) as error:  # the header's own text may hold newlines
+        raise CheckpointError(f"{path} is not a {what} (a safetensors file): {' '.join(str(error).split())}") from error
     if metadata.get("format") != expected_format:
         raise CheckpointError(
             f"{path}: metadata key 'format' is {metadata.get('format')!r}, expected {expected_format!r}"

@@ -17,8 +17,19 @@ from typing import Any
 
 from risam.data.masks import AnnotationError
 from risam.data.readers.base import SplitReader
-from risam.data.readers.fields import get_key, get_list, image_size, index_by, load_json, load_list, report
+from risam.data.readers.fields import (
+    get_id,
+    get_key,
+    get_list,
+    image_size,
+    index_by,
+    is_id,
+    load_json,
+    load_list,
+    report,
+)
 from risam.data.records import Expression, ImageRecord, ReferSplit
+from risam.errors import shown
 
 COCO_INSTANCES = "instances.json"
 
@@ -78,11 +89,11 @@ class CocoRefsReader(SplitReader):
         expressions: list[Expression] = []
         for position, ref in enumerate(refs):
             try:
-                ref_id = get_key(ref, "ref_id", f"{self.refs_path}: ref {position}")
+                ref_id = get_id(ref, "ref_id", f"{self.refs_path}: ref {position}")
                 where = f"{self.refs_path}: ref {position} (ref_id {ref_id})"
                 if get_key(ref, "split", where) != split:
                     continue
-                image_id = get_key(ref, "image_id", where)
+                image_id = get_id(ref, "image_id", where)
                 image = images.get(image_id) or self._image(images_by_id, image_id, image_dir, where)
                 targets = self._targets(get_key(ref, "ann_id", where), image_id, annotations_by_id, where)
                 ref_expressions = [
@@ -105,8 +116,9 @@ class CocoRefsReader(SplitReader):
         segmentations: dict[int, Any] = {}
         objects_by_image: dict[int, list[int]] = {image_id: [] for image_id in images}
         for ann_id, annotation in annotations_by_id.items():
-            if annotation["image_id"] in objects_by_image:
-                objects_by_image[annotation["image_id"]].append(ann_id)
+            image_id = annotation["image_id"]
+            if is_id(image_id) and image_id in objects_by_image:
+                objects_by_image[image_id].append(ann_id)
                 segmentations[ann_id] = annotation["segmentation"]
         return self.split_record(split, images, expressions, segmentations, objects_by_image)
 
@@ -118,7 +130,13 @@ class CocoRefsReader(SplitReader):
         if entry is None:
             raise AnnotationError(f"{where}: image_id {image_id} is not an image id in {self.instances_path}")
         height, width = image_size(entry, f"{self.instances_path}: image {image_id}")
-        return ImageRecord(image_id=image_id, path=image_dir / entry["file_name"], height=height, width=width)
+        file_name = entry["file_name"]
+        if not isinstance(file_name, str) or not file_name:
+            raise AnnotationError(
+                f"{self.instances_path}: image {image_id}: 'file_name' must be a non-empty string, "
+                f"got {shown(file_name)}"
+            )
+        return ImageRecord(image_id=image_id, path=image_dir / file_name, height=height, width=width)
 
     def _targets(
         self, ann_id: Any, image_id: Any, annotations_by_id: dict[Any, dict[str, Any]], where: str
@@ -130,9 +148,9 @@ class CocoRefsReader(SplitReader):
             annotation = annotations_by_id.get(target)
             if annotation is None:
                 raise AnnotationError(f"{where}: ann_id {target} is not an annotation id in {self.instances_path}")
-            if annotation["image_id"] != image_id:
+            if not is_id(annotation["image_id"]) or annotation["image_id"] != image_id:
                 raise AnnotationError(
-                    f"{where}: ann_id {target} is an annotation of image {annotation['image_id']} in "
+                    f"{where}: ann_id {target} is an annotation of image {shown(annotation['image_id'])} in "
                     f"{self.instances_path}, but the ref's image_id is {image_id}"
                 )
         return tuple(target for target in targets if self.counts_as_target(annotations_by_id[target]))
@@ -140,9 +158,11 @@ class CocoRefsReader(SplitReader):
 
 def _sentence_text(sentence: Any, where: str) -> str:
     """A REFER sentence's text: ``sent``, or ``raw`` when there is no ``sent``."""
-    if isinstance(sentence, dict) and "sent" not in sentence and "raw" in sentence:
-        return sentence["raw"]
-    return get_key(sentence, "sent", where)
+    key = "raw" if isinstance(sentence, dict) and "sent" not in sentence and "raw" in sentence else "sent"
+    text = get_key(sentence, key, where)
+    if not isinstance(text, str):
+        raise AnnotationError(f"{where}: {key!r} must be a string, got {shown(text)}")
+    return text
 
 
 def _sentence_type(sentence: dict[str, Any], where: str) -> str | None:
@@ -151,5 +171,5 @@ def _sentence_type(sentence: dict[str, Any], where: str) -> str | None:
         return None
     kind = sentence["type"]
     if not isinstance(kind, str):
-        raise AnnotationError(f"{where}: 'type' must be a string, got {kind!r}")
+        raise AnnotationError(f"{where}: 'type' must be a string, got {shown(kind)}")
     return kind

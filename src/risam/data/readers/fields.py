@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from risam.data.masks import AnnotationError
+from risam.errors import shown
+from risam.io.images import MAX_PIXELS
 from risam.io.reading import read_json
 
 
@@ -28,6 +30,8 @@ def load_json(path: Path) -> Any:
         return read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise AnnotationError(f"{path}: not valid JSON ({error})") from error
+    except RecursionError as error:
+        raise AnnotationError(f"{path}: not JSON this reader reads (nested too deeply)") from error
 
 
 def get_key(record: Any, key: str, where: str) -> Any:
@@ -62,7 +66,7 @@ def index_by(
     index: dict[Any, dict[str, Any]] = {}
     for position, record in enumerate(records):
         try:
-            record_id = get_key(record, id_key, f"{where}[{position}]")
+            record_id = get_id(record, id_key, f"{where}[{position}]")
             for key in keys:
                 get_key(record, key, f"{where}[{position}] ({id_key} {record_id})")
         except AnnotationError as error:
@@ -72,12 +76,37 @@ def index_by(
     return index
 
 
+def get_id(record: Any, key: str, where: str) -> int | str:
+    """``record[key]``, which must be an id: an int or a string (a dict or a list cannot index anything)."""
+    value = get_key(record, key, where)
+    if not is_id(value):
+        raise AnnotationError(f"{where}: {key!r} must be an id (an int or a printable string), got {shown(value)}")
+    return value
+
+
 def image_size(entry: dict[str, Any], where: str) -> tuple[int, int]:
-    """(height, width) of an image entry; AnnotationError unless both are positive ints."""
-    height, width = entry["height"], entry["width"]
+    """(height, width) of an image entry; AnnotationError unless both are positive ints and the image has at
+    most :data:`~risam.io.images.MAX_PIXELS` pixels (its masks are decoded at that size)."""
+    return checked_size(entry["height"], entry["width"], where)
+
+
+def checked_size(height: Any, width: Any, where: str) -> tuple[int, int]:
+    """(height, width) as an annotation states them; AnnotationError unless both are positive ints whose
+    product is at most :data:`~risam.io.images.MAX_PIXELS`."""
     if not all(is_int(value) and value > 0 for value in (height, width)):
-        raise AnnotationError(f"{where}: 'height' and 'width' must be positive ints, got {height!r} and {width!r}")
+        raise AnnotationError(
+            f"{where}: 'height' and 'width' must be positive ints, got {shown(height)} and {shown(width)}"
+        )
+    if height * width > MAX_PIXELS:
+        raise AnnotationError(
+            f"{where}: 'height' x 'width' = {height}x{width} is over the limit of {MAX_PIXELS:,} pixels"
+        )
     return height, width
+
+
+def is_id(value: Any) -> bool:
+    """Whether ``value`` is an id: an int (not a bool) or a string of printable characters (messages show it)."""
+    return is_int(value) or (isinstance(value, str) and value.isprintable())
 
 
 def is_int(value: Any) -> bool:

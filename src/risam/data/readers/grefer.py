@@ -15,6 +15,7 @@ from typing import Any
 from risam.data.masks import AnnotationError
 from risam.data.readers.coco import CocoRefsReader
 from risam.data.readers.fields import is_int, load_json
+from risam.errors import shown
 
 NO_TARGET = -1
 
@@ -38,11 +39,13 @@ class GReferReader(CocoRefsReader):
         if not ann_ids or not all(is_int(value) for value in ann_ids):
             raise AnnotationError(
                 f"{where}: 'ann_id' must be an annotation id or a non-empty list of them ([-1]: no target), "
-                f"got {ann_id!r}"
+                f"got {shown(ann_id)}"
             )
         if NO_TARGET in ann_ids:
             if len(ann_ids) > 1:
-                raise AnnotationError(f"{where}: 'ann_id' {ann_id!r} mixes the no-target marker -1 with annotation ids")
+                raise AnnotationError(
+                    f"{where}: 'ann_id' {shown(ann_id)} mixes the no-target marker -1 with annotation ids"
+                )
             return ()
         return tuple(ann_ids)
 

@@ -36,7 +36,7 @@ from PIL import Image
 
 from risam.data.masks import AnnotationError, decode_segmentation, encode_mask
 from risam.data.readers.base import SplitReader
-from risam.data.readers.fields import get_key, is_int, report
+from risam.data.readers.fields import checked_size, get_key, report
 from risam.data.records import Expression, ImageRecord, ReferSplit
 from risam.io.images import open_image_file
 from risam.io.reading import read_lines
@@ -86,7 +86,7 @@ class JsonLinesReader(SplitReader):
                 if entry is None:
                     continue
                 line_split = _split(entry, self.spec.splits, where)
-                image = Path(_text(get_key(entry, "image", where), "image", where))
+                image = Path(_file_name(get_key(entry, "image", where), "image", where))
                 sentences = _sentences(entry, where)
                 image_id = image_ids.setdefault(image, len(image_ids) + 1)
                 sentence_count += len(sentences)
@@ -130,16 +130,11 @@ class JsonLinesReader(SplitReader):
         if mask is None:
             return None
         if isinstance(mask, str):
-            pixels = _png_mask(self.folder / _text(mask, "mask", where), image, where)
+            pixels = _png_mask(self.folder / _file_name(mask, "mask", where), image, where)
             segmentation: list[Any] | dict[str, Any] = encode_mask(pixels)
         elif isinstance(mask, (list, dict)):
             segmentation = mask
-            try:
-                pixels = decode_segmentation(mask, image.height, image.width, where=f"{where}: 'mask'")
-            except AnnotationError:
-                raise
-            except (TypeError, ValueError, OverflowError) as error:
-                raise AnnotationError(f"{where}: 'mask' does not decode ({type(error).__name__}: {error})") from error
+            pixels = decode_segmentation(mask, image.height, image.width, where=f"{where}: 'mask'")
         else:
             raise AnnotationError(
                 f"{where}: 'mask' must be a list of polygons, an RLE dict, a PNG path or null, "
@@ -184,6 +179,13 @@ def _text(value: Any, key: str, where: str) -> str:
     return value
 
 
+def _file_name(value: Any, key: str, where: str) -> str:
+    """``value``, the value of ``key``, a file's path: a non-empty string without newlines or control characters."""
+    if not _text(value, key, where).isprintable():
+        raise AnnotationError(f"{where}: {key!r} {value!r} holds a newline or control character; give a file's path")
+    return value
+
+
 def _split(entry: dict[str, Any], splits: tuple[str, ...], where: str) -> str:
     """The line's ``split``, one of ``splits``."""
     split = get_key(entry, "split", where)
@@ -209,15 +211,12 @@ def _stated_size(entry: dict[str, Any], where: str) -> tuple[int, int] | None:
         raise AnnotationError(
             f"{where}: {stated[0]!r} without {({'height', 'width'} - set(stated)).pop()!r}; give both"
         )
-    height, width = entry["height"], entry["width"]
-    if not all(is_int(value) and value > 0 for value in (height, width)):
-        raise AnnotationError(f"{where}: 'height' and 'width' must be positive ints, got {height!r} and {width!r}")
-    return height, width
+    return checked_size(entry["height"], entry["width"], where)
 
 
 def _header_size(path: Path, where: str) -> tuple[int, int]:
     """(height, width) of the image file ``path`` from its header, for a line without ``height`` and ``width``."""
-    if not path.is_file():
+    if not _is_file(path, "image", where):
         raise AnnotationError(
             f"{where}: 'image' {path} does not exist (its size is read from it when the line gives no "
             "'height' and 'width')"
@@ -227,7 +226,16 @@ def _header_size(path: Path, where: str) -> tuple[int, int]:
             width, height = image.size
     except PILLOW_ERRORS as error:
         raise AnnotationError(f"{where}: 'image' {path} is not an image Pillow can read ({error})") from error
-    return height, width
+    return checked_size(height, width, f"{where}: 'image' {path}")
+
+
+def _is_file(path: Path, key: str, where: str) -> bool:
+    """Whether ``path``, the value of ``key``, is a file; AnnotationError when the system cannot tell (a name
+    too long, a loop of links)."""
+    try:
+        return path.is_file()
+    except OSError as error:
+        raise AnnotationError(f"{where}: {key!r} {str(path)[:200]}: {error.strerror}") from error
 
 
 def _png_mask(path: Path, image: ImageRecord, where: str) -> np.ndarray:
@@ -236,7 +244,7 @@ def _png_mask(path: Path, image: ImageRecord, where: str) -> np.ndarray:
     The PNG must have the image's size and no alpha channel (transparency or colour: which one
     would mark the object is ambiguous).
     """
-    if not path.is_file():
+    if not _is_file(path, "mask", where):
         raise AnnotationError(f"{where}: 'mask' {path} does not exist")
     try:
         with open_image_file(path) as png:

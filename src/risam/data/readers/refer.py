@@ -13,6 +13,7 @@ from risam.data.masks import AnnotationError
 from risam.data.readers.coco import CocoRefsReader
 from risam.data.readers.fields import is_int
 from risam.data.safe_pickle import load_pickle
+from risam.errors import shown
 
 
 class ReferReader(CocoRefsReader):
@@ -29,5 +30,5 @@ class ReferReader(CocoRefsReader):
     def ref_targets(self, ann_id: Any, where: str) -> tuple[int, ...]:
         """``(ann_id,)``; AnnotationError unless ``ann_id`` is an int."""
         if not is_int(ann_id):
-            raise AnnotationError(f"{where}: 'ann_id' must be an annotation id (int), got {ann_id!r}")
+            raise AnnotationError(f"{where}: 'ann_id' must be an annotation id (int), got {shown(ann_id)}")
         return (ann_id,)
