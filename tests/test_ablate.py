@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from risam import create_model, load_weights
-from risam.ablation import VARIANTS, Claim, list_variants, parse_variants, variant_config
+from risam import create_model, get_config, load_weights
+from risam.ablation import CLAIMS, VARIANTS, Claim, list_variants, parse_variants, variant_config
 from risam.ablation.figure import FULL_COLOUR, draw_ablation
-from risam.ablation.summary import judge, spread
+from risam.ablation.summary import ablation_markdown, judge, spread
 from risam.cli import main
 from risam.config import ConfigError
 from risam.data.refshapes import generate_refshapes
@@ -173,6 +173,58 @@ def test_claims_are_judged_by_the_seed_spread():
     rival = judge(claim, paired)["rivals"][0]
     assert rival["outcome"] == "within the spread" and rival["paired"] == [1, 2]
     assert "paired" not in lost["rivals"][0]  # summaries without seeds: nothing to pair
+
+
+def test_converged_recipe_is_the_ablation_recipe_at_three_times_the_epochs():
+    short, long = load_config("refshapes_tiny_ablation"), load_config("refshapes_tiny_ablation_converged")
+    assert (long.optim.epochs, long.optim.milestones) == (15, [12])
+    assert long.optim.milestones[0] / long.optim.epochs == short.optim.milestones[0] / short.optim.epochs
+    budget = {"optim": ("epochs", "milestones"), "train": ("output_dir", "eval_every_epochs")}
+    for section, fields in long.to_dict().items():
+        other = short.to_dict()[section]
+        assert {k: v for k, v in fields.items() if k not in budget.get(section, ())} == {
+            k: v for k, v in other.items() if k not in budget.get(section, ())
+        }, section
+
+
+def test_each_claim_tests_one_factor_or_names_the_others():
+    claims = {claim.text: claim for claim in CLAIMS}
+    for claim in CLAIMS:
+        assert claim.baseline in VARIANTS and set(claim.rivals) <= VARIANTS.keys()
+    # The paper's fusion verdict mixes fusion type and mask; beside it, the mask held on and held off.
+    assert "without the attention mask" in claims["Mutual-Aware Attention beats the other fusions"].differences
+    on = claims["MA beats SDF and BCM, the mask held equal (on)"]
+    off = claims["MA beats SDF and BCM, the mask held equal (off)"]
+    assert (on.baseline, on.rivals, on.differences) == ("full", ("sdf_fusion_masked", "bcm_fusion_masked"), "")
+    assert (off.baseline, off.rivals, off.differences) == ("no_attn_mask", ("sdf_fusion", "bcm_fusion"), "")
+    for claim in (on, off):
+        heads = [get_config("risam_tiny", VARIANTS[name].overrides).head for name in (claim.baseline, *claim.rivals)]
+        masked = {head.tau > 0 and (head.fusion == "mutual_attention" or head.masked_fusion) for head in heads}
+        assert masked == {claim is on}, claim.text
+
+    def summary(*values):
+        return {"overall_iou": spread(values, list(range(len(values))))}
+
+    summaries = {"no_attn_mask": summary(0.44, 0.46), "sdf_fusion": summary(0.40, 0.41), "full": summary(0.5, 0.6)}
+    verdict = judge(off, summaries)
+    assert verdict["verdict"] == "agrees (1 of 2 rivals measured)" and verdict["baseline"] == "no_attn_mask"
+    assert verdict["rivals"][0]["outcome"] == "no_attn_mask better beyond the spread"
+    assert verdict["rivals"][0]["difference"] == pytest.approx(4.5) and verdict["rivals"][0]["paired"] == [2, 2]
+    table = {
+        "model": "risam_tiny",
+        "dataset": "refshapes",
+        "split": "val",
+        "seeds": [0, 1],
+        "budget": {"epochs": 5, "max_steps": None, "global_groups": 4},
+        "variants": [],
+        "claims": [verdict, judge(claims["RISAM beats SAM used directly"], summaries)],
+    }
+    markdown = ablation_markdown(table)
+    assert "| no_attn_mask | agrees (1 of 2 rivals measured) | sdf_fusion +4.50 (no_attn_mask better" in markdown
+    assert markdown.endswith(
+        "| RISAM beats SAM used directly | Tab. 11 | full | not measured | - | no Feature "
+        "Enhancement, no fusion, SAM's decoder |"
+    )
 
 
 def _figure_row(name: str, tau: float, ious: tuple[float, ...]) -> dict:

@@ -1,13 +1,16 @@
 """create_model with encoder files in the official formats, and the model registry."""
 
+import re
 import warnings
 
 import open_clip
+import pytest
 import torch
 import torch.nn.functional as F
 
 from official_formats import meta_sam, save_openai_jit, small_openai_clip
 from risam import create_model, get_config, list_models
+from risam.config import ConfigError
 
 
 def test_registry_lists_the_paper_models_and_the_tiny_one():
@@ -86,3 +89,19 @@ def test_a_nested_override_changes_the_keys_it_names_as_the_dotted_one_does():
     kwargs = {"embed_dim": 16, "depths": [1, 1, 1, 1], "num_heads": [1, 1, 2, 2], "window_size": 4}
     config = get_config("risam_tiny", {**swin, "image_encoder": {"timm_kwargs": kwargs}})
     assert config.image_encoder.timm_kwargs == kwargs
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("text_encoder.heads", 0),
+        ("head.decoder_heads", 0),
+        ("head.dim", -8),
+        ("image_encoder.patch_size", 0),
+        ("image_encoder.num_heads", 0),
+        ("head.sam_decoder_mlp_ratio", 0),
+    ],
+)
+def test_sizes_and_head_counts_below_one_are_one_line_naming_the_key(key, value):
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}={value}: must be at least 1$"):
+        get_config("risam_tiny", {key: value})

@@ -80,6 +80,14 @@ EXPECTED_TRAINABLE = {
     "decoder_t2i": FULL + DEPTH * (_attention(C) + 2 * C),
     "decoder_no_text": FULL - 2 * C,
     "sam_decoder": FULL - DECODER + SAM_DECODER,
+    "sam_decoder_narrow": FULL
+    - DECODER
+    + SAM_DECODER
+    - DEPTH * (_linear(C, 8 * C) + _linear(8 * C, C))
+    + DEPTH * (_linear(C, C) + _linear(C, C)),
+    "sdf_fusion_masked": FULL - 2 * 2 * C,
+    "bcm_fusion_masked": FULL,
+    "share_mask": FULL,
     "sam_directly": _pixel_mlp(IMG, C) + _linear(TEXT, C) + SAM_DECODER,
 }
 

@@ -1,12 +1,18 @@
 """An ablation over several seeds, summarized: per variant the mean and spread of each metric, the paper's number
 beside it, and a verdict on each of the paper's claims that the table can test.
 
-A claim compares ``full`` with its rivals on overall IoU. The seeds' spread decides: ``full`` beats a rival
-beyond the spread when its worst seed beats the rival's best (their min-max ranges do not overlap), and loses
-beyond it in the mirror case. A claim *agrees* when ``full`` beats every measured rival beyond the spread,
-*disagrees* when some rival beats ``full`` beyond it, and *can't tell* otherwise (or with fewer than 2 seeds).
-Beside each rival, the seeds at which ``full`` scores higher: one seed fixes the initialisation and the batch
-order of every variant, so a rival behind ``full`` at every seed is behind it more surely than the ranges say.
+A claim compares a baseline (``full`` for the paper's claims) with its rivals on overall IoU. The seeds' spread
+decides: the baseline beats a rival beyond the spread when its worst seed beats the rival's best (their min-max
+ranges do not overlap), and loses beyond it in the mirror case. A claim *agrees* when the baseline beats every
+measured rival beyond the spread, *disagrees* when some rival beats it beyond it, and *can't tell* otherwise (or
+with fewer than 2 seeds). Beside each rival, the seeds at which the baseline scores higher: one seed fixes the
+initialisation and the batch order of every variant, so a rival behind at every seed is behind more surely than
+the ranges say.
+
+Each claim tests one factor. Where its rivals differ from the baseline in more than that factor (the paper's
+fusion rivals also run without the attention mask, its SAM decoder is 34% larger), the claim names the other
+differences, and a claim beside it holds them equal where the variants exist (``sdf_fusion_masked`` against
+``full``; ``sdf_fusion`` against ``no_attn_mask``; ``sam_decoder_narrow``).
 """
 
 from __future__ import annotations
@@ -25,11 +31,15 @@ METRICS = ("overall_iou", "mean_iou", *(f"precision@{key}" for key in PRECISION_
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim of the paper: ``full`` beats each of ``rivals`` on overall IoU (``where``: its table or figure)."""
+    """A claim: ``baseline`` beats each of ``rivals`` on overall IoU (``where``: the paper's table or figure, or
+    "not in the paper"). ``differences``: how the rivals differ from the baseline besides the claim's factor
+    (empty: in that factor only)."""
 
     text: str
     where: str
     rivals: tuple[str, ...]
+    baseline: str = "full"
+    differences: str = ""
 
 
 CLAIMS = (
@@ -38,16 +48,41 @@ CLAIMS = (
         "Mutual-Aware Attention beats the other fusions",
         "Tab. 2 #2, Tab. 3 #5-7",
         ("conv_fusion", "te_fusion", "sdf_fusion", "bcm_fusion"),
+        differences="the rivals also run without the attention mask, as in the paper",
+    ),
+    Claim(
+        "MA beats SDF and BCM, the mask held equal (on)",
+        "Tab. 3 #6-7 masked (not in the paper)",
+        ("sdf_fusion_masked", "bcm_fusion_masked"),
+    ),
+    Claim(
+        "MA beats SDF and BCM, the mask held equal (off)",
+        "Tab. 3 #6-8 (not in the paper)",
+        ("sdf_fusion", "bcm_fusion"),
+        baseline="no_attn_mask",
     ),
     Claim("the attention mask helps", "Tab. 3 #8", ("no_attn_mask",)),
+    Claim("Eq. 4's sigmoid mask beats a shift-invariant one", "not in the paper", ("share_mask",)),
     Claim("2 MA blocks are best", "Tab. 4", ("ma_blocks_1", "ma_blocks_3")),
     Claim(
         "the Mutual-Aware Mask Decoder beats SAM's decoder and its own ablations",
         "Tab. 2 #3, Tab. 5 #9-10",
         ("sam_decoder", "decoder_t2i", "decoder_no_text"),
+        differences="sam_decoder has 34% more trainable parameters; decoder_no_text's decoder is the query token "
+        "alone, not VLT's decoder that the paper's #10 uses",
+    ),
+    Claim(
+        "the Mutual-Aware Mask Decoder beats SAM's decoder at equal capacity",
+        "not in the paper",
+        ("sam_decoder_narrow",),
     ),
     Claim("tau = 0.35 is best", "Fig. 8", TAU_VARIANTS),
-    Claim("RISAM beats SAM used directly", "Tab. 11", ("sam_directly",)),
+    Claim(
+        "RISAM beats SAM used directly",
+        "Tab. 11",
+        ("sam_directly",),
+        differences="no Feature Enhancement, no fusion, SAM's decoder",
+    ),
 )
 
 
@@ -85,44 +120,53 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any
 
 def judge(claim: Claim, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The verdict on ``claim`` from the variants' summaries (:func:`summarize_runs` by variant name; see the
-    module docstring): ``{"claim", "where", "verdict", "rivals": [{"name", "difference", "outcome"}]}``,
-    ``difference`` being full's mean overall IoU minus the rival's, in points. Where both summaries name their
-    seeds, a rival also has ``"paired": [k, n]``: full scores higher at k of the n seeds both ran (a seed fixes
-    the initialisation and the order of the batches, so runs of one seed are paired); it does not change the
-    verdict."""
-    full = summaries.get("full", {}).get("overall_iou")
+    module docstring): ``{"claim", "where", "baseline", "differences", "verdict", "rivals": [{"name",
+    "difference", "outcome"}]}``, ``difference`` being the baseline's mean overall IoU minus the rival's, in
+    points. Where both summaries name their seeds, a rival also has ``"paired": [k, n]``: the baseline scores
+    higher at k of the n seeds both ran (a seed fixes the initialisation and the order of the batches, so runs of
+    one seed are paired); it does not change the verdict. ``outcome`` names the baseline ("base better beyond
+    the spread", "no_attn_mask better beyond the spread") or says "rival better beyond the spread", "within the
+    spread" or "one seed"."""
+    base = summaries.get(claim.baseline, {}).get("overall_iou")
     rivals = []
     for name in claim.rivals:
         rival = summaries.get(name, {}).get("overall_iou")
-        if full is None or rival is None:
+        if base is None or rival is None:
             continue
-        if len(full["values"]) < 2 or len(rival["values"]) < 2:
+        if len(base["values"]) < 2 or len(rival["values"]) < 2:
             outcome = "one seed"
-        elif full["min"] > rival["max"]:
-            outcome = "full better beyond the spread"
-        elif full["max"] < rival["min"]:
+        elif base["min"] > rival["max"]:
+            outcome = f"{claim.baseline} better beyond the spread"
+        elif base["max"] < rival["min"]:
             outcome = "rival better beyond the spread"
         else:
             outcome = "within the spread"
-        entry = {"name": name, "difference": 100 * (full["mean"] - rival["mean"]), "outcome": outcome}
-        if "seeds" in full and "seeds" in rival:
-            full_by_seed = dict(zip(full["seeds"], full["values"], strict=True))
+        entry = {"name": name, "difference": 100 * (base["mean"] - rival["mean"]), "outcome": outcome}
+        if "seeds" in base and "seeds" in rival:
+            base_by_seed = dict(zip(base["seeds"], base["values"], strict=True))
             rival_by_seed = dict(zip(rival["seeds"], rival["values"], strict=True))
-            common = full_by_seed.keys() & rival_by_seed.keys()
-            entry["paired"] = [sum(full_by_seed[seed] > rival_by_seed[seed] for seed in common), len(common)]
+            common = base_by_seed.keys() & rival_by_seed.keys()
+            entry["paired"] = [sum(base_by_seed[seed] > rival_by_seed[seed] for seed in common), len(common)]
         rivals.append(entry)
     outcomes = {rival["outcome"] for rival in rivals}
     if not rivals:
         verdict = "not measured"
     elif "rival better beyond the spread" in outcomes:
         verdict = "disagrees"
-    elif outcomes == {"full better beyond the spread"}:
+    elif outcomes == {f"{claim.baseline} better beyond the spread"}:
         verdict = "agrees"
     else:
         verdict = "can't tell"
     if rivals and len(rivals) < len(claim.rivals):
         verdict += f" ({len(rivals)} of {len(claim.rivals)} rivals measured)"
-    return {"claim": claim.text, "where": claim.where, "verdict": verdict, "rivals": rivals}
+    return {
+        "claim": claim.text,
+        "where": claim.where,
+        "baseline": claim.baseline,
+        "differences": claim.differences,
+        "verdict": verdict,
+        "rivals": rivals,
+    }
 
 
 def _cell(summary: Mapping[str, Any], metric: str, paper: float | None = None) -> str:
@@ -186,13 +230,15 @@ def ablation_markdown(table: Mapping[str, Any]) -> str:
     if table.get("claims"):
         lines += [
             "",
-            "| Paper's claim | Where | RefShapes | full minus rival, IoU points (outcome; seeds where full is ahead) |",
-            "|---|---|---|---|",
+            "| Claim | Where | Baseline | Verdict | baseline minus rival, IoU points (outcome; seeds where the "
+            "baseline is ahead) | Other differences |",
+            "|---|---|---|---|---|---|",
         ]
         for claim in table["claims"]:
             detail = "; ".join(
                 f"{rival['name']} {rival['difference']:+.2f} ({rival['outcome']}{_paired(rival)})"
                 for rival in claim["rivals"]
             )
-            lines.append(f"| {claim['claim']} | {claim['where']} | {claim['verdict']} | {detail or '-'} |")
+            cells = [claim["claim"], claim["where"], claim.get("baseline", "full"), claim["verdict"], detail or "-"]
+            lines.append("| " + " | ".join([*cells, claim.get("differences") or "none"]) + " |")
     return "\n".join(lines)

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from risam.config.parse import ConfigError, dataclass_from_dict, set_dotted
+from risam.config.parse import ConfigError, dataclass_from_dict, dotted_leaves, set_dotted
 
 SAM_PIXEL_MEAN = (123.675, 116.28, 103.53)
 SAM_PIXEL_STD = (58.395, 57.12, 57.375)
@@ -57,6 +57,21 @@ DECODERS: dict[str, str] = {
     "mutual_aware_t2i": "Mutual-Aware Mask Decoder with SAM's token-to-image attention (paper Tab. 5 #9)",
     "sam": "SAM's two-way mask decoder (paper Tab. 2 #3)",
 }
+MASK_RULES: dict[str, str] = {
+    "sigmoid": "keep a word-pixel pair where sigmoid(S) >= tau (paper Eq. 4)",
+    "softmax_share": "keep it where the pixel's softmax weight on the word is >= tau / its word count (not in paper)",
+}
+# The fusions whose blocks score word-pixel pairs and so can apply the attention mask.
+MASKABLE_FUSIONS = ("spatial_dynamic", "bidirectional_serial")
+
+
+def _check_positive(section: str, config: Any, names: Collection[str]) -> None:
+    """ConfigError naming the first of ``names`` (integer fields of ``config``) that is below 1: sizes, depths
+    and head counts, by which the checks below divide."""
+    for name in names:
+        value = getattr(config, name)
+        if value < 1:
+            raise ConfigError(f"{section}.{name}={value}: must be at least 1")
 
 
 def _check_choice(key: str, value: str, choices: Collection[str]) -> None:
@@ -119,6 +134,8 @@ class ImageEncoderConfig:
     high_res_features: bool = False
 
     def __post_init__(self) -> None:
+        _check_positive("image_encoder", self, ("embed_dim", "depth", "num_heads", "window_size", "patch_size"))
+        _check_positive("image_encoder", self, ("img_size", "attention_chunk"))
         _check_choice("image_encoder.stem", self.stem, typing.get_args(Stem))
         if self.high_res_features and self.family != "hiera":
             raise ConfigError(
@@ -147,8 +164,6 @@ class ImageEncoderConfig:
             raise ConfigError(
                 f"image_encoder.tap_indices={self.tap_indices}: indices must lie in [0, depth={self.depth})"
             )
-        if self.attention_chunk < 1:
-            raise ConfigError(f"image_encoder.attention_chunk={self.attention_chunk}: must be at least 1")
         if self.img_size % self.patch_size:
             raise ConfigError(
                 f"image_encoder.img_size={self.img_size} is not a multiple of patch_size={self.patch_size}"
@@ -210,6 +225,9 @@ class TextEncoderConfig:
     freeze: bool = True
 
     def __post_init__(self) -> None:
+        _check_positive(
+            "text_encoder", self, ("width", "layers", "heads", "vocab_size", "context_length", "output_dim")
+        )
         if not 2 <= self.max_words <= self.context_length:
             raise ConfigError(
                 f"text_encoder.max_words={self.max_words}: must lie in [2, context_length={self.context_length}]"
@@ -233,9 +251,17 @@ class HeadConfig:
     The defaults are the paper's model; the other values are its ablations and baselines
     (docs/ablations.md), named in :data:`ENHANCEMENTS` (``enhancement``), :data:`FUSIONS`
     (``fusion``) and :data:`DECODERS` (``decoder``). ``num_ma_blocks`` blocks of the chosen
-    fusion are stacked (``none`` has one projection); ``tau`` is read by ``mutual_attention``
-    only. ``decoder_text_guidance``: False feeds the Mutual-Aware decoders the query token
-    alone, without F_val (Tab. 5 #10 "w/o ELG").
+    fusion are stacked (``none`` has one projection). ``decoder_text_guidance``: False feeds the
+    Mutual-Aware decoders the query token alone, a learned constant, without F_val (Tab. 5 #10
+    "w/o ELG", whose decoder the paper says is VLT's: a departure, docs/ablations.md).
+
+    The attention mask (Eq. 4): ``tau`` and ``mask_rule`` (a name in :data:`MASK_RULES`) are read by
+    ``mutual_attention``, and by ``spatial_dynamic`` and ``bidirectional_serial`` when ``masked_fusion``
+    is true (off, those run without mask, as the paper's Tab. 3 #6-7 rows do). ``"sigmoid"`` is the
+    paper's rule; ``"softmax_share"`` keeps the same pairs whatever constant is added to all of a
+    pixel's scores (:func:`risam.modeling.mutual_attention.attention_keep`). ``sam_decoder_mlp_ratio``:
+    the width of the token MLP of ``decoder='sam'`` in units of C (8 in SAM; 1 brings its parameters
+    near the Mutual-Aware decoder's).
     """
 
     dim: int = 256
@@ -248,15 +274,20 @@ class HeadConfig:
     fusion: str = "mutual_attention"
     decoder: str = "mutual_aware"
     decoder_text_guidance: bool = True
+    masked_fusion: bool = False
+    mask_rule: str = "sigmoid"
+    sam_decoder_mlp_ratio: int = 8
 
     def __post_init__(self) -> None:
         _check_choice("head.enhancement", self.enhancement, ENHANCEMENTS)
         _check_choice("head.fusion", self.fusion, FUSIONS)
         _check_choice("head.decoder", self.decoder, DECODERS)
+        _check_choice("head.mask_rule", self.mask_rule, MASK_RULES)
+        _check_positive("head", self, ("dim", "num_ma_blocks", "decoder_depth", "decoder_heads", "mask_dim"))
+        _check_positive("head", self, ("sam_decoder_mlp_ratio",))
+        self._check_mask_and_widths()
         if not 0.0 <= self.tau < 1.0:
-            raise ConfigError(f"head.tau={self.tau}: the sigmoid threshold must lie in [0, 1)")
-        if self.num_ma_blocks < 1:
-            raise ConfigError(f"head.num_ma_blocks={self.num_ma_blocks}: need at least one block")
+            raise ConfigError(f"head.tau={self.tau}: the attention-mask threshold must lie in [0, 1)")
         if self.dim % self.decoder_heads:
             raise ConfigError(f"head.dim={self.dim} is not divisible by decoder_heads={self.decoder_heads}")
         if self.decoder == "sam" and (self.dim // 2) % self.decoder_heads:
@@ -275,6 +306,25 @@ class HeadConfig:
                 "words as its prompt tokens (set head.decoder to 'mutual_aware' or 'mutual_aware_t2i')"
             )
 
+    def _check_mask_and_widths(self) -> None:
+        """ConfigError for a mask or decoder-width setting that the chosen parts would not read."""
+        if self.masked_fusion and self.fusion not in MASKABLE_FUSIONS:
+            raise ConfigError(
+                f"head.masked_fusion=true applies to head.fusion in {list(MASKABLE_FUSIONS)} "
+                f"(mutual_attention always masks); head.fusion={self.fusion!r}"
+            )
+        if self.mask_rule != "sigmoid" and not (self.fusion == "mutual_attention" or self.masked_fusion):
+            raise ConfigError(
+                f"head.mask_rule={self.mask_rule!r} is read by the attention mask, which head.fusion={self.fusion!r} "
+                "does not apply; use head.fusion='mutual_attention', or head.masked_fusion=true with "
+                f"{' or '.join(repr(name) for name in MASKABLE_FUSIONS)}"
+            )
+        if self.sam_decoder_mlp_ratio != 8 and self.decoder != "sam":
+            raise ConfigError(
+                f"head.sam_decoder_mlp_ratio={self.sam_decoder_mlp_ratio} is read by head.decoder='sam' only; "
+                f"head.decoder={self.decoder!r}"
+            )
+
 
 ABLATION_DEFAULTS: dict[str, dict[str, Any]] = {
     "image_encoder": {"backbone": "sam", "timm_kwargs": {}, "stem": "patch", "high_res_features": False},
@@ -283,6 +333,9 @@ ABLATION_DEFAULTS: dict[str, dict[str, Any]] = {
         "fusion": "mutual_attention",
         "decoder": "mutual_aware",
         "decoder_text_guidance": True,
+        "masked_fusion": False,
+        "mask_rule": "sigmoid",
+        "sam_decoder_mlp_ratio": 8,
     },
 }
 
@@ -332,18 +385,6 @@ class RISAMConfig:
         """
         data = self.to_dict()
         for dotted, value in changes.items():
-            for key, leaf in _dotted_leaves(RISAMConfig, dotted, value):
+            for key, leaf in dotted_leaves(RISAMConfig, dotted, value):
                 set_dotted(data, key, leaf)
         return RISAMConfig.from_dict(data)
-
-
-def _dotted_leaves(cls: type, dotted: str, value: Any) -> list[tuple[str, Any]]:
-    """``value`` at ``dotted`` as (dotted key, value) pairs down to the fields that are not sections of ``cls``
-    (a nested dataclass config): a mapping for a section is spread over its keys."""
-    section: Any = cls
-    for part in dotted.split("."):
-        hints = typing.get_type_hints(section) if dataclasses.is_dataclass(section) else {}
-        section = hints.get(part)
-    if isinstance(value, Mapping) and dataclasses.is_dataclass(section):
-        return [pair for key, item in value.items() for pair in _dotted_leaves(cls, f"{dotted}.{key}", item)]
-    return [(dotted, value)]

@@ -18,6 +18,14 @@ Decisions where the paper is ambiguous (docs/model.md):
   LayerNorm(Z) of its own projection: finite, never NaN.
 - Padding words take part in neither direction: they are masked as keys of the vision-guided
   softmax, and their rows of A_lg are zero.
+
+Not in the paper: ``mask_rule="softmax_share"`` (config ``head.mask_rule``, docs/ablations.md) keeps a
+pair where the pixel's softmax weight on the word, over its real words, is at least tau / (their
+number). The vision-guided softmax does not change when a constant is added to all of a pixel's
+scores, but Eq. 4's sigmoid threshold does: with the paper's rule, a pixel whose scores are all
+shifted down loses its words. The share rule keeps the same pairs under any such shift, always
+keeps each pixel's highest-scoring word (tau < 1), and at tau = 0 keeps every real word. The same
+keep matrix serves both directions, as Eq. 4's does.
 """
 
 from __future__ import annotations
@@ -40,6 +48,22 @@ def masked_softmax(scores: torch.Tensor, keep: torch.Tensor, dim: int) -> torch.
     return torch.softmax(filled, dim=dim) * keep
 
 
+def attention_keep(scores: torch.Tensor, padding_mask: torch.Tensor, tau: float, rule: str) -> torch.Tensor:
+    """The word-pixel pairs that Eq. 4's attention mask keeps, B x L_v x L_t bool.
+
+    scores: S, B x L_v x L_t; padding_mask: B x L_t, True at padding (never kept). ``rule``:
+    ``"sigmoid"`` keeps sigmoid(S) >= tau (the paper's); ``"softmax_share"`` keeps a pair where the
+    pixel's softmax over its real words gives the word at least tau / (number of real words).
+    """
+    words = ~padding_mask[:, None, :]
+    if rule == "sigmoid":
+        return (torch.sigmoid(scores) >= tau) & words
+    if rule == "softmax_share":
+        count = words.sum(dim=2, keepdim=True).clamp(min=1)
+        return (masked_softmax(scores, words.expand_as(scores), dim=2) * count >= tau) & words
+    raise ValueError(f"mask rule {rule!r}; expected 'sigmoid' or 'softmax_share'")
+
+
 class MutualAwareAttention(nn.Module):
     """One Mutual-Aware Attention block: parallel vision- and language-guided attention.
 
@@ -48,10 +72,19 @@ class MutualAwareAttention(nn.Module):
     parameter without a gradient would stop DDP), and the words are returned projected (Z_l).
     """
 
-    def __init__(self, visual_dim: int, text_dim: int, dim: int, tau: float, text_output: bool = True) -> None:
+    def __init__(
+        self,
+        visual_dim: int,
+        text_dim: int,
+        dim: int,
+        tau: float,
+        text_output: bool = True,
+        mask_rule: str = "sigmoid",
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.tau = tau
+        self.mask_rule = mask_rule
         self.proj_visual = nn.Linear(visual_dim, dim, bias=False)
         self.proj_text = nn.Linear(text_dim, dim, bias=False)
         self.norm_visual = nn.LayerNorm(dim)
@@ -61,12 +94,28 @@ class MutualAwareAttention(nn.Module):
 
     def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> FusionOutput:
         """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding."""
+        z_visual, z_text, scores = self.scores(visual, text)
+        keep = attention_keep(scores, padding_mask, self.tau, self.mask_rule)
+        return self.attend(z_visual, z_text, scores, keep, keep)
+
+    def scores(self, visual: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Eq. 3: Z_v (B x L_v x C), Z_l (B x L_t x C) and S = Z_v Z_l^T / sqrt(C) (B x L_v x L_t)."""
         z_visual = self.proj_visual(visual)
         z_text = self.proj_text(text)
-        scores = z_visual @ z_text.transpose(1, 2) / math.sqrt(self.dim)
-        keep = (torch.sigmoid(scores) >= self.tau) & ~padding_mask[:, None, :]
-        vision_guided = masked_softmax(scores, keep, dim=2)
-        language_guided = masked_softmax(scores, keep, dim=1).transpose(1, 2)
+        return z_visual, z_text, z_visual @ z_text.transpose(1, 2) / math.sqrt(self.dim)
+
+    def attend(
+        self,
+        z_visual: torch.Tensor,
+        z_text: torch.Tensor,
+        scores: torch.Tensor,
+        vision_keep: torch.Tensor,
+        language_keep: torch.Tensor,
+    ) -> FusionOutput:
+        """Eq. 5 from the scores of :meth:`scores` and the pairs each direction keeps (both B x L_v x L_t);
+        :meth:`forward` passes Eq. 4's keep matrix to both, ``benchmarks/mask_switch.py`` masks one."""
+        vision_guided = masked_softmax(scores, vision_keep, dim=2)
+        language_guided = masked_softmax(scores, language_keep, dim=1).transpose(1, 2)
         lav = self.norm_visual(vision_guided @ z_text + z_visual)
         val = self.norm_text(language_guided @ z_visual + z_text) if self.text_output else z_text
         return FusionOutput(lav, val, vision_guided, language_guided)

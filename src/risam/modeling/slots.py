@@ -150,13 +150,26 @@ def _blocks(part: str) -> Callable[[HeadConfig], str]:
     return lambda head: f"{part} ({head.num_ma_blocks} blocks)"
 
 
+def _mask(head: HeadConfig) -> str:
+    """The attention mask in words, e.g. ``tau=0.35`` or ``tau=0.35, softmax_share mask``."""
+    return f"tau={head.tau}" + ("" if head.mask_rule == "sigmoid" else f", {head.mask_rule} mask")
+
+
+def _masked_blocks(part: str) -> Callable[[HeadConfig], str]:
+    return lambda head: f"{part} ({head.num_ma_blocks} blocks{f', masked, {_mask(head)}' * head.masked_fusion})"
+
+
 FUSION: Slot[HeadConfig, FusionBuilder] = Slot(
     "head.fusion",
     FUSIONS,
     {
         "mutual_attention": Component(
-            _stacked(lambda head, words, text: MutualAwareAttention(head.dim, words, head.dim, head.tau, text)),
-            lambda head: f"mutual_aware_attention ({head.num_ma_blocks} blocks, tau={head.tau})",
+            _stacked(
+                lambda head, words, text: MutualAwareAttention(
+                    head.dim, words, head.dim, head.tau, text, mask_rule=head.mask_rule
+                )
+            ),
+            lambda head: f"mutual_aware_attention ({head.num_ma_blocks} blocks, {_mask(head)})",
         ),
         "conv": Component(
             _stacked(lambda head, words, _: ConvFusion(head.dim, words, head.dim)), _blocks("conv_fusion")
@@ -166,12 +179,20 @@ FUSION: Slot[HeadConfig, FusionBuilder] = Slot(
             _blocks("transformer_fusion"),
         ),
         "spatial_dynamic": Component(
-            _stacked(lambda head, words, _: SpatialDynamicFusion(head.dim, words, head.dim)),
-            _blocks("spatial_dynamic_fusion"),
+            _stacked(
+                lambda head, words, _: SpatialDynamicFusion(
+                    head.dim, words, head.dim, head.masked_fusion, head.tau, head.mask_rule
+                )
+            ),
+            _masked_blocks("spatial_dynamic_fusion"),
         ),
         "bidirectional_serial": Component(
-            _stacked(lambda head, words, text: BidirectionalSerialFusion(head.dim, words, head.dim, text)),
-            _blocks("bidirectional_serial_fusion"),
+            _stacked(
+                lambda head, words, text: BidirectionalSerialFusion(
+                    head.dim, words, head.dim, text, head.masked_fusion, head.tau, head.mask_rule
+                )
+            ),
+            _masked_blocks("bidirectional_serial_fusion"),
         ),
         "none": Component(
             lambda head, text_dim: [TextProjection(text_dim, head.dim)], lambda head: "text_projection (no fusion)"
@@ -206,9 +227,14 @@ DECODER: Slot[HeadConfig, DecoderBuilder] = Slot(
         "mutual_aware_t2i": Component(_mask_decoder(token_to_image=True), _layers("mask_decoder_t2i")),
         "sam": Component(
             lambda head, high_res_dims: SamMaskDecoder(
-                head.dim, head.decoder_depth, head.decoder_heads, head.mask_dim, high_res_dims
+                head.dim,
+                head.decoder_depth,
+                head.decoder_heads,
+                head.mask_dim,
+                high_res_dims,
+                mlp_ratio=head.sam_decoder_mlp_ratio,
             ),
-            _layers("sam_mask_decoder"),
+            lambda head: f"sam_mask_decoder ({head.decoder_depth} layers, token MLP {head.sam_decoder_mlp_ratio}C)",
         ),
     },
 )

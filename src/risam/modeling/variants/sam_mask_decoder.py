@@ -19,7 +19,9 @@ Decisions (docs/ablations.md):
   padding words masked as keys; RIS has no points, boxes or mask prompts.
 - One mask token and no IoU token or IoU head: RIS asks for one mask and the loss has no IoU
   term, so those parts would never receive a gradient.
-- SAM's widths: MLP 8C (2048 for C = 256), ``head.decoder_depth`` blocks (2 in SAM),
+- SAM's widths: MLP 8C (2048 for C = 256; ``mlp_ratio``, config ``head.sam_decoder_mlp_ratio``: the
+  variant ``sam_decoder_narrow`` uses C, which brings the decoder's parameters near the Mutual-Aware
+  decoder's, docs/ablations.md), ``head.decoder_depth`` blocks (2 in SAM),
   ``head.decoder_heads`` heads (8 in SAM); the upscaled features have ``head.mask_dim``
   channels (C/8 = 32 in SAM and in the paper's models).
 - With ``high_res_dims`` it is SAM 2's mask decoder: the image encoder's stride-8 and stride-4
@@ -117,17 +119,24 @@ class TwoWayTransformer(nn.Module):
 
 
 class SamMaskDecoder(nn.Module):
-    """SAM's mask decoder with the words as prompt tokens and a single mask token."""
+    """SAM's mask decoder with the words as prompt tokens and a single mask token; token MLPs
+    ``mlp_ratio`` x ``dim`` wide (8 in SAM)."""
 
     def __init__(
-        self, dim: int, depth: int, num_heads: int, mask_dim: int, high_res_dims: tuple[int, ...] = ()
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        mask_dim: int,
+        high_res_dims: tuple[int, ...] = (),
+        mlp_ratio: int = 8,
     ) -> None:
         super().__init__()
         # SAM keeps both as nn.Embedding rows, initialized N(0, 1).
         self.mask_token = nn.Parameter(torch.randn(1, 1, dim))
         self.no_mask_embed = nn.Parameter(torch.randn(1, dim))
         self.image_pe = RandomFourierPositions(dim)
-        self.transformer = TwoWayTransformer(dim, depth, num_heads, mlp_dim=8 * dim)
+        self.transformer = TwoWayTransformer(dim, depth, num_heads, mlp_dim=mlp_ratio * dim)
         self.upsample = nn.Sequential(
             nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2),
             LayerNorm2d(dim // 4),

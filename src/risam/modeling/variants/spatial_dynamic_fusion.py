@@ -12,7 +12,12 @@ Decisions where the paper is silent (docs/ablations.md):
 - The modulation is element-wise, with a residual (Z_v * (1 + A Z_l) before the norm), so a
   stack of ``head.num_ma_blocks`` blocks trains as stably as the MA blocks.
 - There is no language-guided branch: the words are not updated by the image, and go on
-  projected (Z_l) to the next block and the decoder. No attention mask (no tau).
+  projected (Z_l) to the next block and the decoder.
+- No attention mask by default, as VLT's SDF and the paper's Tab. 3 #6. With ``masked`` (config
+  ``head.masked_fusion``, the variant ``sdf_fusion_masked``) A is the softmax over the pairs that
+  the MA block's mask keeps (:func:`~risam.modeling.mutual_attention.attention_keep`, ``tau`` and
+  ``mask_rule``), so that SDF and MA can be compared with the mask held equal; a pixel whose every
+  pair is masked reads no word and gets LN(Z_v).
 """
 
 from __future__ import annotations
@@ -23,15 +28,26 @@ import torch
 from torch import nn
 
 from risam.modeling.layers import FusionOutput
-from risam.modeling.mutual_attention import masked_softmax
+from risam.modeling.mutual_attention import attention_keep, masked_softmax
 
 
 class SpatialDynamicFusion(nn.Module):
     """One SDF block: per-pixel attention over the words, multiplied into the pixel."""
 
-    def __init__(self, visual_dim: int, text_dim: int, dim: int) -> None:
+    def __init__(
+        self,
+        visual_dim: int,
+        text_dim: int,
+        dim: int,
+        masked: bool = False,
+        tau: float = 0.0,
+        mask_rule: str = "sigmoid",
+    ) -> None:
         super().__init__()
         self.dim = dim
+        self.masked = masked
+        self.tau = tau
+        self.mask_rule = mask_rule
         self.proj_visual = nn.Linear(visual_dim, dim, bias=False)
         self.proj_text = nn.Linear(text_dim, dim, bias=False)
         self.norm_visual = nn.LayerNorm(dim)
@@ -45,7 +61,10 @@ class SpatialDynamicFusion(nn.Module):
         z_visual = self.proj_visual(visual)
         z_text = self.proj_text(text)
         scores = z_visual @ z_text.transpose(1, 2) / math.sqrt(self.dim)
-        keep = (~padding_mask)[:, None, :].expand_as(scores)
+        if self.masked:
+            keep = attention_keep(scores, padding_mask, self.tau, self.mask_rule)
+        else:
+            keep = (~padding_mask)[:, None, :].expand_as(scores)
         vision_guided = masked_softmax(scores, keep, dim=2)
         lav = self.norm_visual(z_visual * (vision_guided @ z_text) + z_visual)
         return FusionOutput(lav, z_text, vision_guided, None)
