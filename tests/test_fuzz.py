@@ -31,6 +31,7 @@ from risam.config.experiment import config_from_yaml
 from risam.config.parse import ConfigError
 from risam.data.masks import AnnotationError, decode_segmentation, encode_mask
 from risam.data.readers import load_split
+from risam.data.readers.fields import checked_size, load_json
 from risam.data.safe_pickle import load_pickle
 from risam.io.hub import HubError
 from risam.io.images import ImageInputError, load_image
@@ -174,7 +175,11 @@ def test_an_image_of_a_hundred_billion_pixels_is_refused_before_its_mask_is_made
     [
         ({"size": [6, 8], "counts": [5]}, "adding up to the image's 48 (6x8); these add up to 5"),
         ({"size": [6, 8], "counts": "0"}, "these add up to 0"),  # pycocotools returned its buffer's garbage
-        ({"size": [6, 8], "counts": "o" * 3000 + "0"}, "one is negative or longer than the image"),
+        ({"size": [6, 8], "counts": [49, -1]}, "one is negative or longer than the image"),
+        # More than 6 groups of 5 bits: pycocotools reads a 32-bit int (other runs than Python's), and one long
+        # number took time quadratic in its length.
+        ({"size": [6, 8], "counts": "o" * 3000 + "0"}, "COCO's compressed string"),
+        ({"size": [6, 8], "counts": "::5goooooO9"}, "COCO's compressed string"),
         ({"size": [6, 8], "counts": "\x7f\x00"}, "COCO's compressed string"),
         ({"size": [6, 8], "counts": {"a": 1}}, "COCO's compressed string"),
         ({"size": {"h": 6}, "counts": [48]}, "RLE 'size' is {'h': 6}"),
@@ -184,6 +189,26 @@ def test_rle_counts_that_do_not_cover_the_image_are_refused(segmentation, fragme
     with pytest.raises(AnnotationError) as error:
         decode_segmentation(segmentation, 6, 8, where="instances.json: object 3")
     _one_line(error, "instances.json: object 3", fragment)
+
+
+def test_a_polygon_coordinate_too_large_for_a_float_is_one_line():
+    with pytest.raises(AnnotationError) as error:
+        decode_segmentation([[10**400, 0, 1, 1, 2, 2]], 4, 4, where="refs.jsonl line 3")
+    _one_line(error, "refs.jsonl line 3", "coordinates outside [-8, 8]")
+
+
+def test_numbers_of_more_than_4300_digits_are_one_line(tmp_path):
+    instances = tmp_path / "instances.json"
+    instances.write_text('{"images": [{"id": 1, "height": ' + "9" * 5000 + ', "width": 4}]}')
+    with pytest.raises(AnnotationError) as error:
+        load_json(instances)
+    _one_line(error, "instances.json", "a number of more than 4,300 digits")
+    with pytest.raises(ConfigError) as error:
+        config_from_yaml(("optim:\n  lr: " + "9" * 5000 + "\n").encode(), "long.yaml")
+    _one_line(error, "long.yaml", "a number of more than 4,300 digits")
+    with pytest.raises(AnnotationError) as error:
+        checked_size(10**5000, 2, "instances.json: image 1")
+    _one_line(error, "instances.json: image 1", "<an integer of 16,610 bits>x2 is over the limit")
 
 
 def test_rle_that_covers_the_image_still_decodes():

@@ -92,8 +92,9 @@ def test_mutual_aware_decoder_adds_the_projected_maps_after_each_transposed_conv
     with torch.no_grad():
         logits = decoder(visual, text, padding, stride8, stride4)
         conv1, bn1, _, conv2, bn2, _ = decoder.upsample
-        skip8 = F.conv2d(stride8, decoder.high_res.stride8.weight, decoder.high_res.stride8.bias)
-        skip4 = F.conv2d(stride4, decoder.high_res.stride4.weight, decoder.high_res.stride4.bias)
+        assert decoder.high_res.stride8.bias is None and decoder.high_res.stride4.bias is None  # BN follows each
+        skip8 = F.conv2d(stride8, decoder.high_res.stride8.weight)
+        skip4 = F.conv2d(stride4, decoder.high_res.stride4.weight)
         up = F.gelu(_bn(bn1, F.conv_transpose2d(captured["f_lav"], conv1.weight, stride=2) + skip8))
         up = F.gelu(_bn(bn2, F.conv_transpose2d(up, conv2.weight, stride=2) + skip4))
         expected = torch.einsum("bc,bchw->bhw", captured["query"], up)
@@ -111,7 +112,7 @@ def test_with_zero_projections_the_decoder_is_the_paper_decoder():
     paper = MaskDecoder(DIM, 2, HEADS, MASK_DIM).eval()
     high = MaskDecoder(DIM, 2, HEADS, MASK_DIM, high_res_dims=(6, 3)).eval()
     missing, unexpected = high.load_state_dict(paper.state_dict(), strict=False)
-    assert not unexpected and sorted(missing) == [f"high_res.stride{s}.{p}" for s in (4, 8) for p in ("bias", "weight")]
+    assert not unexpected and sorted(missing) == ["high_res.stride4.weight", "high_res.stride8.weight"]
     with torch.no_grad():
         for parameter in high.high_res.parameters():
             parameter.zero_()
@@ -154,8 +155,8 @@ def test_sam2_l_with_high_res_maps_adds_sam2s_projection_parameters_only():
     high = create_model("risam_sam2_l", device="meta", overrides={"image_encoder.high_res_features": True})
     count = sum(p.numel() for p in high.parameters() if p.requires_grad)
     added = count - sum(p.numel() for p in plain.parameters() if p.requires_grad)
-    # Hiera-L: stride-8 maps of 288 channels to C/4 = 64, stride-4 of 144 to mask_dim = 32 (weights and biases).
-    assert added == (288 * 64 + 64) + (144 * 32 + 32)
+    # Hiera-L: stride-8 maps of 288 channels to C/4 = 64, stride-4 of 144 to mask_dim = 32 (no biases: BN follows).
+    assert added == 288 * 64 + 144 * 32
     assert high.image_encoder.high_res_dims == (288, 144)
 
 

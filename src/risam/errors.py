@@ -33,5 +33,11 @@ _SHOWN.maxlist = _SHOWN.maxtuple = _SHOWN.maxdict = _SHOWN.maxset = 8
 
 def shown(value: Any) -> str:
     """``repr(value)`` cut short for an error message: a YAML alias bomb or a pickle's shared lists hold
-    billions of items behind a few bytes, and their full repr would never end."""
-    return _SHOWN.repr(value)
+    billions of items behind a few bytes, and their full repr would never end. An int too long for Python to
+    print (over 4,300 digits) is shown by its size."""
+    try:
+        return _SHOWN.repr(value)
+    except ValueError:
+        if isinstance(value, int):
+            return f"<an integer of {value.bit_length():,} bits>"
+        return f"<a {type(value).__name__}>"

@@ -220,6 +220,8 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from error
     except RecursionError as error:
         raise ConfigError(f"{source}: not YAML this reader reads (nested too deeply)") from error
+    except ValueError as error:  # the int() of a number over 4,300 digits
+        raise ConfigError(f"{source}: not YAML this reader reads (a number of more than 4,300 digits)") from error
 
 
 def config_from_yaml(

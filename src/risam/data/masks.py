@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +39,7 @@ def decode_segmentation(segmentation: Any, height: int, width: int, where: str) 
         # pycocotools crashes on non-finite or huge coordinates; real polygons lie on or near the image.
         limit = 2 * max(height, width)
         for index, polygon in enumerate(segmentation):
-            if not all(math.isfinite(v) and -limit <= v <= limit for v in polygon):
+            if not all(-limit <= v <= limit for v in polygon):  # also False for NaN; no float() of a huge int
                 raise AnnotationError(
                     f"{where}: polygon {index} of 'segmentation' has coordinates outside [-{limit}, {limit}] "
                     f"or not finite, for an image of {height}x{width}"
@@ -76,8 +75,9 @@ def string_counts(counts: str) -> list[int] | None:
     """The run lengths of COCO's compressed RLE string (pycocotools' ``rleFrString``); None when malformed.
 
     Each run is a signed number in 5-bit groups, the characters ``0``-``o`` (48 + 0..63; 0x20 marks "more
-    groups follow", 0x10 in the last group the sign); from the third run on, it is stored as the difference
-    to the run two before.
+    groups follow", 0x10 in the last group the sign); from the fourth run on, it is stored as the difference
+    to the run two before. A number of more than 6 groups (30 bits) is malformed: pycocotools reads it into
+    a 32-bit int, so it would read other runs than these, and no mask of under 2^29 pixels needs one.
     """
     runs: list[int] = []
     value = shift = 0
@@ -87,6 +87,8 @@ def string_counts(counts: str) -> list[int] | None:
             return None
         value |= (code & 0x1F) << shift
         shift += 5
+        if shift > 30:
+            return None
         if code & 0x20:
             continue
         if code & 0x10:

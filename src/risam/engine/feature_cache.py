@@ -24,7 +24,8 @@ from risam.modeling.model import RISAM
 class CachedBatch:
     """B sentences over N distinct images, with the frozen encoders' outputs instead of pixels and tokens.
 
-    taps: per tap, N x C_i x F x F. image_index: B. text: B x L x C'. padding: B x L (True at padding).
+    taps: the image encoder's outputs for N images, per tap N x C_i x F x F, then any high-resolution maps
+    (N x C_8 x 2F x 2F, N x C_4 x 4F x 4F). image_index: B. text: B x L x C'. padding: B x L (True at padding).
     masks: B x S x S float targets in the padded input geometry.
     """
 

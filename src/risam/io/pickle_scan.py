@@ -29,7 +29,8 @@ def pickle_opcodes_problem(file: BinaryIO, pickles: int = 1) -> str | None:
         for opcode, argument, position in pickletools.genops(file):
             if opcode.name in _MEMO_OPCODES and isinstance(argument, int) and argument > (position or 0):
                 return f"a pickle's memo index {argument:,} at byte {position} is past any object"
-            name = str(argument)
-            if opcode.name in ("GLOBAL", "INST") and (len(name) > 1000 or not _PYTHON_GLOBAL.fullmatch(name)):
-                return f"a pickle names the global {name[:80]!r}, which is no Python name"
+            if opcode.name in ("GLOBAL", "INST"):
+                name = str(argument)
+                if len(name) > 1000 or not _PYTHON_GLOBAL.fullmatch(name):
+                    return f"a pickle names the global {name[:80]!r}, which is no Python name"
     return None

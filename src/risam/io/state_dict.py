@@ -106,7 +106,7 @@ def _pickle_problem(path: Path) -> str | None:
                     if problem:
                         return problem
     except Exception as error:  # zipfile, zlib and pickletools fail on damaged bytes in many ways
-        return f"a damaged pickle: {type(error).__name__}"
+        return f"a damaged pickle: {type(error).__name__}: {error_line(error)}"
     return None
 
 

@@ -127,7 +127,8 @@ class MaskDecoder(nn.Module):
             nn.GELU(),
         )
         self.query_mlp = QueryMLP(dim, mask_dim)
-        self.high_res = HighResSkips(high_res_dims, (dim // 4, mask_dim)) if high_res_dims else None
+        # Batch norms follow both additions, so the projections have no bias (as the transposed convolutions).
+        self.high_res = HighResSkips(high_res_dims, (dim // 4, mask_dim), bias=False) if high_res_dims else None
 
     def forward(
         self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor, *high_res: torch.Tensor

@@ -137,13 +137,14 @@ class HighResSkips(nn.Module):
 
     SAM 2 projects each of these maps twice in a row, by its neck's 1 x 1 convolution and by its decoder's
     ``conv_s1`` / ``conv_s0``; two 1 x 1 convolutions in a row are one, so this single trainable one spans the
-    same functions of the trunk's maps.
+    same functions of the trunk's maps. ``bias=False`` where a batch norm follows each addition (it would
+    remove a bias anyway).
     """
 
-    def __init__(self, in_dims: tuple[int, int], out_dims: tuple[int, int]) -> None:
+    def __init__(self, in_dims: tuple[int, int], out_dims: tuple[int, int], bias: bool = True) -> None:
         super().__init__()
-        self.stride8 = nn.Conv2d(in_dims[0], out_dims[0], kernel_size=1)
-        self.stride4 = nn.Conv2d(in_dims[1], out_dims[1], kernel_size=1)
+        self.stride8 = nn.Conv2d(in_dims[0], out_dims[0], kernel_size=1, bias=bias)
+        self.stride4 = nn.Conv2d(in_dims[1], out_dims[1], kernel_size=1, bias=bias)
         self.in_dims = in_dims
 
     def forward(self, high_res: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,4 +176,6 @@ def upsample_adding(upsample: nn.Sequential, features: torch.Tensor, skips: Sequ
         features = layer(features)
         if pending and isinstance(layer, nn.ConvTranspose2d):
             features = features + pending.pop(0)
+    if pending:
+        raise ValueError(f"{len(skips)} skips for an upsampling with fewer transposed convolutions")
     return features

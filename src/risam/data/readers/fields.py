@@ -30,6 +30,8 @@ def load_json(path: Path) -> Any:
         return read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise AnnotationError(f"{path}: not valid JSON ({error})") from error
+    except ValueError as error:  # json's int() of a number over 4,300 digits
+        raise AnnotationError(f"{path}: not JSON this reader reads (a number of more than 4,300 digits)") from error
     except RecursionError as error:
         raise AnnotationError(f"{path}: not JSON this reader reads (nested too deeply)") from error
 
@@ -99,7 +101,7 @@ def checked_size(height: Any, width: Any, where: str) -> tuple[int, int]:
         )
     if height * width > MAX_PIXELS:
         raise AnnotationError(
-            f"{where}: 'height' x 'width' = {height}x{width} is over the limit of {MAX_PIXELS:,} pixels"
+            f"{where}: 'height' x 'width' = {shown(height)}x{shown(width)} is over the limit of {MAX_PIXELS:,} pixels"
         )
     return height, width
 
