@@ -155,7 +155,7 @@ class HighResSkips(nn.Module):
                 f"got {len(high_res)} maps"
             )
         stride8, stride4 = high_res
-        return self.stride8(stride8.to(self.stride8.weight.dtype)), self.stride4(stride4.to(self.stride4.weight.dtype))
+        return self.stride8(stride8), self.stride4(stride4)
 
 
 def high_res_skips(skips: HighResSkips | None, high_res: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
