@@ -1,10 +1,10 @@
 """Eq. 4's attention mask switched on at inference in a model trained without it (tau 0), on RefShapes val.
 
 Evaluates the weights file of a tau-0 model (e.g. an ablation's ``no_attn_mask/seed_0/checkpoints/last.safetensors``)
-on the val split of DATA as trained, then with the mask at ``--tau`` (by the model's ``head.mask_rule``) switched
-on in every block, in each block k alone (``block_k``), and in block k's vision-guided branch alone
-(``block_k_vision_guided``: its language-guided branch keeps every real word). Then, in each block as trained
-(``block_k_scores``), it measures over the val sentences:
+on the val split of DATA as trained, then with the mask at ``--tau`` (by ``--rule``, default the model's
+``head.mask_rule``) switched on in every block, in each block k alone (``block_k``), and in block k's
+vision-guided branch alone (``block_k_vision_guided``: its language-guided branch keeps every real word). Then,
+in each block as trained (``block_k_scores``), it measures over the val sentences:
 
 - the mean word-pixel score S = Z_v Z_l^T / sqrt(C) (Eq. 3) of each kind of pair: target pixels (feature-grid
   cells at least half covered by the referred object) or other pixels, against content words or function words
@@ -148,6 +148,11 @@ def main() -> None:
     parser.add_argument("--checkpoint", required=True, help="weights file of a model trained with head.tau 0")
     parser.add_argument("--data", required=True, help="RefShapes data root")
     parser.add_argument("--tau", type=float, default=0.35, help="the mask's threshold switched on")
+    parser.add_argument(
+        "--rule",
+        choices=("sigmoid", "softmax_share"),
+        help="the mask rule switched on (default: the model's head.mask_rule)",
+    )
     parser.add_argument("--images-per-batch", type=int, default=16)
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -155,6 +160,9 @@ def main() -> None:
     model = create_model(checkpoint=args.checkpoint).eval()
     if not all(isinstance(block, MutualAwareAttention) and block.tau == 0 for block in model.fusion):
         raise SystemExit(f"{args.checkpoint}: expected Mutual-Aware Attention blocks trained with head.tau 0")
+    if args.rule is not None:
+        for block in model.fusion:
+            block.mask_rule = args.rule
     dataset = build_dataset(config, model, "val", for_eval=True)
     results: dict[str, Any] = {"checkpoint": args.checkpoint, "tau": args.tau, "rule": model.fusion[0].mask_rule}
     for setting in settings(len(model.fusion)):
