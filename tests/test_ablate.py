@@ -258,7 +258,9 @@ def test_figure_draws_the_tau_sweep_below_the_bars(tmp_path):
         _figure_row("conv_fusion", 0.35, (0.38, 0.39)),
         _figure_row("no_attn_mask", 0.0, (0.41, 0.43)),
     ]
-    table = {"model": "risam_tiny", "dataset": "refshapes", "split": "val", "seeds": [0, 1], "variants": rows}
+    budget = {"epochs": 5, "max_steps": None, "global_groups": 4}
+    table = {"model": "risam_tiny", "dataset": "refshapes", "split": "val", "seeds": [0, 1], "budget": budget}
+    table["variants"] = rows
     draw_ablation(table | {"sentence_free_baseline": 0.2}, tmp_path / "bars.png")
     swept = rows + [_figure_row(f"tau_{tau}", tau, (0.3 + tau / 10, 0.31 + tau / 10)) for tau in (0.1, 0.2, 0.3)]
     draw_ablation(table | {"variants": swept, "sentence_free_baseline": None}, tmp_path / "sweep.png")

@@ -108,7 +108,8 @@ def draw_ablation(table: Mapping[str, Any], path: str | os.PathLike) -> None:
         _draw_bars(bar_axes, bars, baseline)
         seeds = ", ".join(str(seed) for seed in table["seeds"])  # those asked for; each label counts those measured
         bar_axes.set_xlabel(f"overall IoU on {table['dataset']} {table['split']} (%), bars: mean, whiskers: min-max")
-        bar_axes.set_title(f"Ablations of {table['model']}, seeds {seeds}", fontsize=11)
+        epochs = table["budget"]["epochs"]
+        bar_axes.set_title(f"Ablations of {table['model']}, {epochs} epochs, seeds {seeds}", fontsize=11)
         if bar_axes.get_legend_handles_labels()[0]:
             bar_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     if sweep:
