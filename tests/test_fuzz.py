@@ -211,6 +211,12 @@ def test_numbers_of_more_than_4300_digits_are_one_line(tmp_path):
     _one_line(error, "instances.json: image 1", "<an integer of 16,610 bits>x2 is over the limit")
 
 
+def test_a_yaml_date_out_of_range_is_named_by_its_reason():
+    with pytest.raises(ConfigError) as error:
+        config_from_yaml(b"optim:\n  lr: 2001-02-30\n", "date.yaml")
+    _one_line(error, "date.yaml", "not YAML this reader reads (day is out of range for month)")
+
+
 def test_rle_that_covers_the_image_still_decodes():
     rng = np.random.default_rng(0)
     for height, width in [(1, 1), (6, 8), (31, 17), (64, 3)]:

@@ -9,6 +9,7 @@ right. The command line prints that line and exits with code 2; the demo shows i
 from __future__ import annotations
 
 import reprlib
+import sys
 from typing import Any
 
 
@@ -24,6 +25,14 @@ def error_line(error: Exception, name: object = None) -> str:
         names = names or ([str(name)] if name is not None else [])
         return f"{' -> '.join(names)}: {error.strerror}" if names else error.strerror
     return str(error)
+
+
+def conversion_problem(error: ValueError) -> str:
+    """What a ValueError raised inside a JSON or YAML parser says, as one line: a number over Python's limit on
+    an int's digits by that limit, any other value (such as a YAML date out of range) by the error's reason."""
+    if "integer string conversion" in str(error):
+        return f"a number of more than {sys.get_int_max_str_digits():,} digits"
+    return " ".join(str(error).split())
 
 
 _SHOWN = reprlib.Repr()

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from risam.config.parse import ConfigError, dataclass_from_dict, set_dotted
+from risam.errors import conversion_problem
 
 
 @dataclass
@@ -220,8 +221,8 @@ def _parse_yaml(text: str, source: str) -> Any:
         raise ConfigError(f"{source}{where}: not valid YAML ({problem})") from error
     except RecursionError as error:
         raise ConfigError(f"{source}: not YAML this reader reads (nested too deeply)") from error
-    except ValueError as error:  # the int() of a number over 4,300 digits
-        raise ConfigError(f"{source}: not YAML this reader reads (a number of more than 4,300 digits)") from error
+    except ValueError as error:  # a number over Python's int digits limit, or a date out of range
+        raise ConfigError(f"{source}: not YAML this reader reads ({conversion_problem(error)})") from error
 
 
 def config_from_yaml(

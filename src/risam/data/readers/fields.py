@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from risam.data.masks import AnnotationError
-from risam.errors import shown
+from risam.errors import conversion_problem, shown
 from risam.io.images import MAX_PIXELS
 from risam.io.reading import read_json
 
@@ -30,8 +30,8 @@ def load_json(path: Path) -> Any:
         return read_json(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise AnnotationError(f"{path}: not valid JSON ({error})") from error
-    except ValueError as error:  # json's int() of a number over 4,300 digits
-        raise AnnotationError(f"{path}: not JSON this reader reads (a number of more than 4,300 digits)") from error
+    except ValueError as error:  # json's int() of a number over Python's digits limit
+        raise AnnotationError(f"{path}: not JSON this reader reads ({conversion_problem(error)})") from error
     except RecursionError as error:
         raise AnnotationError(f"{path}: not JSON this reader reads (nested too deeply)") from error
 
