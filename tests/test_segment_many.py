@@ -15,6 +15,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from risam.cli import main
+from risam.config.experiment import DEFAULT_THRESHOLD
 from risam.data.refshapes import generate_refshapes
 from risam.io.segment_inputs import SegmentInputError, expand_image_arguments, read_manifest
 from risam.predictor import RISAMPredictor
@@ -123,14 +124,43 @@ def test_a_rerun_skips_finished_images_and_redoes_the_others(photos, tmp_path, c
     assert main(command) == 0
     stamps = {path: path.stat().st_mtime_ns for path in out.rglob("*") if path.is_file()}
     lost = out / "refshapes_000002" / "predictions.json"
-    lost.unlink()  # what a kill while that image was written leaves
+    lost.unlink()  # what a kill while that image was written leaves, with its temporary files
+    leftovers = [lost.parent / ".01_mask.png.0badf00d.tmp", out / ".predictions.jsonl.1234abcd.tmp"]
+    for path in leftovers:
+        path.write_bytes(b"half a file")
+    kept = [lost.parent / "notes.tmp", lost.parent / ".hidden.txt"]  # not named like our temporaries
+    for path in kept:
+        path.write_text("the user's")
     capsys.readouterr()
     assert main(command) == 0
     assert "7 images: 1 done, 6 skipped (finished before), 0 failed" in capsys.readouterr().out
+    assert not any(path.exists() for path in leftovers) and all(path.read_text() == "the user's" for path in kept)
+    for path in kept:
+        path.unlink()
     rewritten = {path for path, stamp in stamps.items() if path.exists() and path.stat().st_mtime_ns != stamp}
     assert {path.parent.name for path in rewritten} - {out.name} == {"refshapes_000002"}
     assert main([*command[:-2], "--threshold", "0.7", "-o", str(out)]) == 0  # other settings: all redone
     assert "7 done, 0 skipped" in capsys.readouterr().out
+
+
+def test_a_redo_that_stops_midway_leaves_the_image_unfinished(photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    command = ["segment", str(photos), EXPRESSIONS[0], "-o", str(out), "--workers", "0"]
+    assert main(command) == 0
+    folder = sorted(out.glob("refshapes_*"))[0]
+    (folder / "00_mask.png").unlink()
+    (folder / "00_mask.png").mkdir()  # the redo's first file cannot be written there
+    assert main([*command, "--threshold", "0.7"]) == 2
+    assert "00_mask.png: Is a directory" in capsys.readouterr().err
+    # The record of the first run went before the redo wrote anything: it can no longer vouch for the folder.
+    assert not (folder / "predictions.json").exists() and not list(folder.glob(".*.tmp"))
+    (folder / "00_mask.png").rmdir()
+    assert main(command) == 0
+    summary = json.loads((folder / "predictions.json").read_text())
+    assert summary["threshold"] == DEFAULT_THRESHOLD
+    record = summary["predictions"][0]
+    mask = np.array(Image.open(folder / record["mask"])) > 0
+    assert np.array_equal(mask, mask_utils.decode({**record["rle"], "counts": record["rle"]["counts"].encode()}) > 0)
 
 
 def test_a_killed_run_resumes_and_writes_each_image_once(tmp_path):

@@ -16,7 +16,9 @@ Layout of the output folder OUT:
 
 An image is finished when its ``predictions.json`` (written last, atomically) records the same image,
 model, precision, threshold and expressions; a rerun of the same command skips it. A killed run thus
-loses at most the images being written, and writes each image's result once.
+loses at most the images being written, and writes each image's result once. A rerun first deletes the
+temporary files a killed run's unfinished writes left in OUT and in the folders of the images it redoes
+(:func:`risam.io.files.remove_stale_temporaries`); finished images' folders are not touched.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 from tqdm import tqdm
 
 from risam.drawing.segment_output import PREDICTIONS_FILE, SegmentationWriter, valid_utf8
+from risam.io.files import remove_stale_temporaries
 from risam.io.run_records import read_record, write_json_list, write_jsonl
 from risam.io.segment_inputs import SegmentInputError, SegmentItem
 from risam.predictor import RISAMPredictor
@@ -108,6 +111,8 @@ def segment_images(
             )
     settings = _settings(predictor, checkpoint_label)
     pending = [job for job in jobs if not _finished(job, settings)]
+    for folder in {output_dir, *(job.folder for job in pending)}:
+        remove_stale_temporaries(folder)
     done = failed = 0
     bar = tqdm(
         total=len(jobs),
@@ -168,7 +173,9 @@ def _finished(job: _Job, settings: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _write(job: _Job, image: Any, predictions: list, settings: dict[str, Any]) -> None:
-    """Write one image's masks, overlays and (last) ``predictions.json``."""
+    """Write one image's masks, overlays and (last) ``predictions.json``; an earlier run's record goes
+    first, so that a write killed midway leaves the image unfinished rather than listing files it replaced."""
+    (job.folder / PREDICTIONS_FILE).unlink(missing_ok=True)
     writer = SegmentationWriter(image, job.folder, writers=1)  # this runs in the run's writer thread
     writer.add(predictions)
     writer.finish(str(job.item.path), settings["checkpoint"], settings["precision"], settings["threshold"])
