@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,6 +37,7 @@ from risam.data.dataset import identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.evaluator import evaluate_model
 from risam.engine.experiment import build_dataset
+from risam.errors import InputError, error_line
 from risam.io.config_files import load_config
 from risam.modeling.layers import FusionOutput
 from risam.modeling.model import RISAM
@@ -155,11 +157,20 @@ def main() -> None:
     )
     parser.add_argument("--images-per-batch", type=int, default=16)
     args = parser.parse_args()
+    try:
+        print(json.dumps(measure(args), indent=2))
+    except (InputError, OSError) as error:
+        print(f"mask_switch: error: {error_line(error)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """The scores of every setting and each block's score means, for the parsed command line ``args``."""
     torch.manual_seed(0)
     config = load_config("refshapes_tiny_ablation", [f"data.root={args.data}", "train.progress=false"])
     model = create_model(checkpoint=args.checkpoint).eval()
     if not all(isinstance(block, MutualAwareAttention) and block.tau == 0 for block in model.fusion):
-        raise SystemExit(f"{args.checkpoint}: expected Mutual-Aware Attention blocks trained with head.tau 0")
+        raise InputError(f"{args.checkpoint}: expected Mutual-Aware Attention blocks trained with head.tau 0")
     if args.rule is not None:
         for block in model.fusion:
             block.mask_rule = args.rule
@@ -178,7 +189,7 @@ def main() -> None:
         results[setting] = {key: metrics[key] for key in ("overall_iou", "mean_iou", "grounding_gap")}
     for index in range(len(model.fusion)):
         results[f"block_{index + 1}_scores"] = block_scores(model, dataset, index, args.tau, args.images_per_batch)
-    print(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":
