@@ -161,6 +161,12 @@ def test_a_redo_that_stops_midway_leaves_the_image_unfinished(photos, tmp_path, 
     record = summary["predictions"][0]
     mask = np.array(Image.open(folder / record["mask"])) > 0
     assert np.array_equal(mask, mask_utils.decode({**record["rle"], "counts": record["rle"]["counts"].encode()}) > 0)
+    image = next(photos.glob("*.png"))  # the one-image command writes through the same writer
+    assert main(["segment", str(image), EXPRESSIONS[0], "-o", str(tmp_path / "one")]) == 0
+    (tmp_path / "one" / "00_mask.png").unlink()
+    (tmp_path / "one" / "00_mask.png").mkdir()
+    assert main(["segment", str(image), EXPRESSIONS[0], "-o", str(tmp_path / "one"), "--threshold", "0.7"]) == 2
+    assert not (tmp_path / "one" / "predictions.json").exists()
 
 
 def test_a_killed_run_resumes_and_writes_each_image_once(tmp_path):

@@ -13,8 +13,10 @@
   bytes replaced by U+FFFD.
 
 Every file is written atomically (:func:`risam.io.files.atomic_path`): a reader sees the old file or the
-complete new one, created with the process umask. The folder is synced once for all masks and overlays,
-then ``predictions.json`` is written last: when it is there, so are the files it lists.
+complete new one, created with the process umask. A folder's earlier ``predictions.json`` is deleted
+before the first new file is written, the folder is synced once for all masks and overlays, and then
+``predictions.json`` is written last: when it is there, so are the files it lists, and none of them was
+replaced by a write that stopped midway.
 """
 
 from __future__ import annotations
@@ -67,11 +69,12 @@ class SegmentationWriter:
 
     The image (RGB, W x H) is shrunk once for all overlays. ``writers`` expressions are written at a time
     (PNG encoding runs outside the GIL); 1 writes them in the calling thread, for a caller that is itself
-    a background writer.
+    a background writer. An earlier ``predictions.json`` in ``output_dir`` is deleted at once.
     """
 
     def __init__(self, image: Image.Image, output_dir: Path, writers: int = WRITERS) -> None:
         output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / PREDICTIONS_FILE).unlink(missing_ok=True)
         self.output_dir = output_dir
         self.writers = writers
         self.image_size = [image.width, image.height]

@@ -173,9 +173,8 @@ def _finished(job: _Job, settings: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _write(job: _Job, image: Any, predictions: list, settings: dict[str, Any]) -> None:
-    """Write one image's masks, overlays and (last) ``predictions.json``; an earlier run's record goes
-    first, so that a write killed midway leaves the image unfinished rather than listing files it replaced."""
-    (job.folder / PREDICTIONS_FILE).unlink(missing_ok=True)
+    """Write one image's masks, overlays and (last) ``predictions.json``; the writer deletes an earlier
+    run's record first, so that a write stopped midway leaves the image unfinished."""
     writer = SegmentationWriter(image, job.folder, writers=1)  # this runs in the run's writer thread
     writer.add(predictions)
     writer.finish(str(job.item.path), settings["checkpoint"], settings["precision"], settings["threshold"])
