@@ -165,8 +165,12 @@ def test_a_redo_that_stops_midway_leaves_the_image_unfinished(photos, tmp_path, 
     assert main(["segment", str(image), EXPRESSIONS[0], "-o", str(tmp_path / "one")]) == 0
     (tmp_path / "one" / "00_mask.png").unlink()
     (tmp_path / "one" / "00_mask.png").mkdir()
+    leftover, kept = tmp_path / "one" / ".00_overlay.jpg.0badf00d.tmp", tmp_path / "one" / "notes.tmp"
+    leftover.write_bytes(b"half a file")
+    kept.write_text("the user's")
     assert main(["segment", str(image), EXPRESSIONS[0], "-o", str(tmp_path / "one"), "--threshold", "0.7"]) == 2
     assert not (tmp_path / "one" / "predictions.json").exists()
+    assert not leftover.exists() and kept.read_text() == "the user's"
 
 
 def test_a_killed_run_resumes_and_writes_each_image_once(tmp_path):

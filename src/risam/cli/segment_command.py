@@ -54,13 +54,16 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def _segment_one(args: argparse.Namespace, image_path: Path, expressions: list[str]) -> int:
-    """One image into OUT, its expressions decoded and written chunk by chunk, a line printed for each."""
+    """One image into OUT, its expressions decoded and written chunk by chunk, a line printed for each.
+    Temporary files that a killed run's writes left in OUT are deleted first (nothing else of OUT is)."""
     from risam.drawing.segment_output import SegmentationWriter
+    from risam.io.files import remove_stale_temporaries
     from risam.io.images import load_image
 
     predictor = predictor_of(args, threshold=args.threshold)
     image = load_image(image_path)
     predictor.set_image(image)
+    remove_stale_temporaries(args.output)
     writer = SegmentationWriter(image, args.output)
     for start in range(0, len(expressions), predictor.expression_chunk):
         chunk = predictor.predict(expressions[start : start + predictor.expression_chunk])
