@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from benchmarks.entry import run
 from benchmarks.segment_many import write_photo
 from benchmarks.segment_memory import image_size, write_flat_png, write_weights
 from risam.demo import DemoBackend, build_demo
@@ -136,4 +137,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

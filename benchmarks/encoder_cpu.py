@@ -49,6 +49,7 @@ import torch
 
 from benchmarks.encoder_gpu import count_flops
 from benchmarks.encoder_side_by_side import ENCODERS, side_by_side
+from benchmarks.entry import run
 from benchmarks.sam_reference import meta_encoder, randomize_positions, tap_hooks
 from risam.cpu_memory import reuse_freed_memory
 from risam.modeling.build import default_dtype
@@ -243,4 +244,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

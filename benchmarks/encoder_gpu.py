@@ -50,6 +50,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.entry import run
 from benchmarks.sam_reference import ImageEncoderViT, meta_encoder, randomize_positions, tap_hooks
 from risam.config.model import ImageEncoderConfig
 from risam.modeling.image_encoder import SamImageEncoder
@@ -455,4 +456,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

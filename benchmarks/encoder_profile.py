@@ -25,6 +25,7 @@ from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile
 
 from benchmarks.encoder_gpu import count_flops
+from benchmarks.entry import run
 from benchmarks.sam_reference import randomize_positions
 from risam.cpu_memory import reuse_freed_memory
 from risam.modeling.image_encoder import SamImageEncoder
@@ -140,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

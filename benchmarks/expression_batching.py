@@ -18,6 +18,7 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.entry import run
 from risam import create_model
 from risam.data.transforms import logits_to_masks
 from risam.precision import cpu_bf16_features
@@ -90,4 +91,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

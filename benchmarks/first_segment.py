@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 
+from benchmarks.entry import run
 from risam.demo.examples import load_examples
 
 # Imports whose cumulative cost is reported: the package, its frameworks and what torchvision pulls in.
@@ -74,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

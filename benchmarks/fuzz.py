@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.entry import run
+
 TESTS = Path(__file__).resolve().parent.parent / "tests"  # the families and seeds live with the tests
 
 
@@ -139,4 +141,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -4,7 +4,7 @@ Same model (a frozen ViT-B-sized SAM encoder at a reduced input size, for CPU ti
 data, same number of sentences per step on average: counts image-encoder calls (images
 encoded) and wall time, and prints one JSON object.
 
-    python benchmarks/grouped_training.py --images 100 --img-size 256
+    python -m benchmarks.grouped_training --images 100 --img-size 256
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from benchmarks.entry import run
 from risam import create_model
 from risam.data.dataset import ReferDataset, identity_collate
 from risam.data.readers import load_split
@@ -87,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

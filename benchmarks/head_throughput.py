@@ -1,7 +1,7 @@
 """Forward + backward throughput of the trainable head alone (Feature Enhancement, Mutual-Aware
 Attention, decoder) on precomputed encoder features. Prints one JSON object.
 
-    python benchmarks/head_throughput.py --batch 32 --grid 64 --repeats 3
+    python -m benchmarks.head_throughput --batch 32 --grid 64 --repeats 3
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 
 import torch
 
+from benchmarks.entry import run
 from risam import create_model
 
 
@@ -76,4 +77,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

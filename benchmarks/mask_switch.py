@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,11 +32,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from benchmarks.entry import run
 from risam.data.dataset import identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.evaluator import evaluate_model
 from risam.engine.experiment import build_dataset
-from risam.errors import InputError, error_line
+from risam.errors import InputError
 from risam.io.config_files import load_config
 from risam.modeling.layers import FusionOutput
 from risam.modeling.model import RISAM
@@ -156,12 +156,7 @@ def main() -> None:
         help="the mask rule switched on (default: the model's head.mask_rule)",
     )
     parser.add_argument("--images-per-batch", type=int, default=16)
-    args = parser.parse_args()
-    try:
-        print(json.dumps(measure(args), indent=2))
-    except (InputError, OSError) as error:
-        print(f"mask_switch: error: {error_line(error)}", file=sys.stderr)
-        raise SystemExit(2) from None
+    print(json.dumps(measure(parser.parse_args()), indent=2))
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -193,4 +188,4 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

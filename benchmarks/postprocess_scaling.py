@@ -26,6 +26,7 @@ from PIL import Image
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from benchmarks.entry import run
 from benchmarks.segment_many import write_photo
 from risam import create_model
 from risam.data.masks import encode_mask
@@ -131,4 +132,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

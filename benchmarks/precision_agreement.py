@@ -20,6 +20,7 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
+from benchmarks.entry import run
 from risam.data.dataset import identity_collate
 from risam.data.sampler import GroupedBatchSampler
 from risam.engine.evaluator import predict_masks
@@ -88,4 +89,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

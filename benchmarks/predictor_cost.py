@@ -2,7 +2,7 @@
 
 Prints one JSON object. Weights are random (timing does not depend on them):
 
-    python benchmarks/predictor_cost.py --model risam_vit_b --repeats 3
+    python -m benchmarks.predictor_cost --model risam_vit_b --repeats 3
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 import numpy as np
 import torch
 
+from benchmarks.entry import run
 from risam import create_model
 from risam.predictor import RISAMPredictor
 
@@ -66,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.entry import run
 from risam.modeling.variants.hiera_encoder import META_TRUNK_PREFIX, HieraEncoder
 from risam.registry.names import get_config
 
@@ -125,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

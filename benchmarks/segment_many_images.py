@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from benchmarks.entry import run
 from benchmarks.segment_memory import write_weights
 from risam.data.refshapes import generate_refshapes
 from risam.drawing.segment_run import segment_images
@@ -175,4 +176,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

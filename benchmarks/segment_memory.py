@@ -8,7 +8,7 @@ command on a 64 x 48 image with 1 expression (the baseline: the model, its weigh
 interpreter), and prints one JSON object with both peak RSS values, their difference and the wall
 times.
 
-    python benchmarks/segment_memory.py --model risam_vit_h
+    python -m benchmarks.segment_memory --model risam_vit_h
     python -m benchmarks.segment_memory --model risam_tiny --pixels 49000000 --expressions 10
     python -m benchmarks.segment_memory --model risam_vit_h --expressions 1 --precision fp32 --no-baseline
 """
@@ -27,6 +27,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from benchmarks.entry import run
 from risam import get_config, save_weights
 from risam.modeling.build import build_model
 
@@ -113,4 +114,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -19,6 +19,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from benchmarks.entry import run
 from risam import create_model
 from risam.evaluation.losses import risam_loss
 from risam.io.config_files import load_config
@@ -88,4 +89,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
