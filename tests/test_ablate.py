@@ -208,6 +208,17 @@ def test_each_claim_tests_one_factor_or_names_the_others():
         heads = [get_config("risam_tiny", VARIANTS[name].overrides).head for name in (claim.baseline, *claim.rivals)]
         masked = {head.tau > 0 and (head.fusion == "mutual_attention" or head.masked_fusion) for head in heads}
         assert masked == {claim is on}, claim.text
+    # The decoder claim without the mask: its rivals differ from no_attn_mask in the decoder's keys only.
+    decoders = claims[
+        "the Mutual-Aware Mask Decoder beats SAM's decoder and its own ablation, the mask held equal (off)"
+    ]
+    assert decoders.baseline == "no_attn_mask" and "34% more trainable parameters" in decoders.differences
+    base = get_config("risam_tiny", VARIANTS["no_attn_mask"].overrides).to_dict()["head"]
+    changed = {}
+    for name in decoders.rivals:
+        head = get_config("risam_tiny", VARIANTS[name].overrides).to_dict()["head"]
+        changed[name] = {key for key in head.keys() | base.keys() if head.get(key) != base.get(key)}
+    assert changed == {"sam_decoder_unmasked": {"decoder"}, "decoder_no_text_unmasked": {"decoder_text_guidance"}}
 
     def summary(*values):
         return {"overall_iou": spread(values, list(range(len(values))))}

@@ -85,6 +85,8 @@ EXPECTED_TRAINABLE = {
     + SAM_DECODER
     - DEPTH * (_linear(C, 8 * C) + _linear(8 * C, C))
     + DEPTH * (_linear(C, C) + _linear(C, C)),
+    "sam_decoder_unmasked": FULL - DECODER + SAM_DECODER,
+    "decoder_no_text_unmasked": FULL - 2 * C,
     "sdf_fusion_masked": FULL - 2 * 2 * C,
     "bcm_fusion_masked": FULL,
     "share_mask": FULL,

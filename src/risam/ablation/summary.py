@@ -12,7 +12,8 @@ the ranges say.
 Each claim tests one factor. Where its rivals differ from the baseline in more than that factor (the paper's
 fusion rivals also run without the attention mask, its SAM decoder is 34% larger), the claim names the other
 differences, and a claim beside it holds them equal where the variants exist (``sdf_fusion_masked`` against
-``full``; ``sdf_fusion`` against ``no_attn_mask``; ``sam_decoder_narrow``).
+``full``; ``sdf_fusion`` against ``no_attn_mask``; ``sam_decoder_unmasked`` and ``decoder_no_text_unmasked``
+against ``no_attn_mask``; ``sam_decoder_narrow``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,14 @@ CLAIMS = (
         ("sam_decoder", "decoder_t2i", "decoder_no_text"),
         differences="sam_decoder has 34% more trainable parameters; decoder_no_text's decoder is the query token "
         "alone, not VLT's decoder that the paper's #10 uses",
+    ),
+    Claim(
+        "the Mutual-Aware Mask Decoder beats SAM's decoder and its own ablation, the mask held equal (off)",
+        "Tab. 2 #3, Tab. 5 #10 without the mask (not in the paper)",
+        ("sam_decoder_unmasked", "decoder_no_text_unmasked"),
+        baseline="no_attn_mask",
+        differences="sam_decoder_unmasked has 34% more trainable parameters; decoder_no_text_unmasked's decoder is the "
+        "query token alone",
     ),
     Claim(
         "the Mutual-Aware Mask Decoder beats SAM's decoder at equal capacity",

@@ -255,6 +255,18 @@ _VARIANT_LIST = [
         ),
     ),
     Variant(
+        "sam_decoder_unmasked",
+        "sam_decoder without the attention mask (tau = 0): differs from no_attn_mask in the decoder only",
+        "Tab. 2 #3, mask off (not in the paper)",
+        {"head.decoder": "sam", "head.tau": 0.0},
+    ),
+    Variant(
+        "decoder_no_text_unmasked",
+        "decoder_no_text without the attention mask (tau = 0): differs from no_attn_mask in the decoder only",
+        "Tab. 5 #10, mask off (not in the paper)",
+        {"head.decoder_text_guidance": False, "head.tau": 0.0},
+    ),
+    Variant(
         "simple_pyramid",
         "ViT-Det's simple feature pyramid from the last layer instead of FE",
         "Tab. 6 #11",
