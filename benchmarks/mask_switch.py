@@ -1,9 +1,10 @@
 """Eq. 4's attention mask switched on at inference in a model trained without it (tau 0), on RefShapes val.
 
-Evaluates the weights file of a tau-0 model (e.g. an ablation's ``no_attn_mask/seed_0/checkpoints/last.safetensors``)
-on the val split of DATA as trained, then with the mask at ``--tau`` (by ``--rule``, default the model's
-``head.mask_rule``) switched on in every block, in each block k alone (``block_k``), and in block k's
-vision-guided branch alone (``block_k_vision_guided``: its language-guided branch keeps every real word). Then,
+Evaluates the weights file of a tau-0 model (e.g. an ablation's ``no_attn_mask/seed_0/checkpoints/last.safetensors``,
+or an SDF model trained without the mask, ``sdf_fusion/...``) on the val split of DATA as trained, then with the
+mask at ``--tau`` (by ``--rule``, default the model's ``head.mask_rule``) switched on in every block, in each block
+k alone (``block_k``), and, for MA blocks, in block k's vision-guided branch alone (``block_k_vision_guided``: its
+language-guided branch keeps every real word; an SDF block has only that branch). Then,
 in each block as trained (``block_k_scores``), it measures over the val sentences:
 
 - the mean word-pixel score S = Z_v Z_l^T / sqrt(C) (Eq. 3) of each kind of pair: target pixels (feature-grid
@@ -42,6 +43,7 @@ from risam.io.config_files import load_config
 from risam.modeling.layers import FusionOutput
 from risam.modeling.model import RISAM
 from risam.modeling.mutual_attention import MutualAwareAttention, attention_keep
+from risam.modeling.variants.spatial_dynamic_fusion import SpatialDynamicFusion
 from risam.registry.create import create_model
 
 # RefShapes' words that name no property of an object (risam.data.refshapes.grammar's templates).
@@ -66,10 +68,18 @@ class VisionGuidedMask(nn.Module):
         return self.block.attend(z_visual, z_text, scores, vision_keep, language_keep)
 
 
-def settings(blocks: int) -> list[str]:
-    """The settings :func:`switched` knows for a model of ``blocks`` fusion blocks."""
-    per_block = [f"block_{k}{branch}" for k in range(1, blocks + 1) for branch in ("", "_vision_guided")]
+def settings(model: RISAM) -> list[str]:
+    """The settings :func:`switched` knows for ``model`` (SDF blocks have no branch of their own to mask)."""
+    branches = ("", "_vision_guided") if isinstance(model.fusion[0], MutualAwareAttention) else ("",)
+    per_block = [f"block_{k}{branch}" for k in range(1, len(model.fusion) + 1) for branch in branches]
     return ["trained", "all_blocks", *per_block]
+
+
+def _mask(block: MutualAwareAttention | SpatialDynamicFusion, tau: float) -> None:
+    """Switch ``block``'s mask to ``tau`` (0: off); an SDF block masks only when told to."""
+    block.tau = tau
+    if isinstance(block, SpatialDynamicFusion):
+        block.masked = tau > 0
 
 
 @contextmanager
@@ -79,18 +89,18 @@ def switched(model: RISAM, setting: str, tau: float) -> Iterator[None]:
     blocks = list(model.fusion)
     if setting == "all_blocks":
         for block in blocks:
-            block.tau = tau
+            _mask(block, tau)
     elif setting.endswith("_vision_guided"):
         index = int(setting.split("_")[1]) - 1
         model.fusion[index] = VisionGuidedMask(blocks[index], tau)
     elif setting != "trained":
-        blocks[int(setting.split("_")[1]) - 1].tau = tau
+        _mask(blocks[int(setting.split("_")[1]) - 1], tau)
     try:
         yield
     finally:
         for index, block in enumerate(blocks):
             model.fusion[index] = block
-            block.tau = 0.0
+            _mask(block, 0.0)
 
 
 def _words(model: RISAM, tokens: torch.Tensor) -> torch.Tensor:
@@ -147,7 +157,11 @@ def block_scores(model: RISAM, dataset: Any, index: int, tau: float, images_per_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="weights file of a model trained with head.tau 0")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="weights file of a model trained without the mask (MA at head.tau 0, or SDF)",
+    )
     parser.add_argument("--data", required=True, help="RefShapes data root")
     parser.add_argument("--tau", type=float, default=0.35, help="the mask's threshold switched on")
     parser.add_argument(
@@ -164,14 +178,22 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     torch.manual_seed(0)
     config = load_config("refshapes_tiny_ablation", [f"data.root={args.data}", "train.progress=false"])
     model = create_model(checkpoint=args.checkpoint).eval()
-    if not all(isinstance(block, MutualAwareAttention) and block.tau == 0 for block in model.fusion):
-        raise InputError(f"{args.checkpoint}: expected Mutual-Aware Attention blocks trained with head.tau 0")
+    trained_without_mask = all(
+        (isinstance(block, MutualAwareAttention) and block.tau == 0)
+        or (isinstance(block, SpatialDynamicFusion) and not block.masked)
+        for block in model.fusion
+    )
+    if not trained_without_mask:
+        raise InputError(
+            f"{args.checkpoint}: expected Mutual-Aware Attention blocks trained with head.tau 0 or SDF blocks trained "
+            "without head.masked_fusion"
+        )
     if args.rule is not None:
         for block in model.fusion:
             block.mask_rule = args.rule
     dataset = build_dataset(config, model, "val", for_eval=True)
     results: dict[str, Any] = {"checkpoint": args.checkpoint, "tau": args.tau, "rule": model.fusion[0].mask_rule}
-    for setting in settings(len(model.fusion)):
+    for setting in settings(model):
         with switched(model, setting, args.tau):
             metrics = evaluate_model(
                 model,

@@ -52,15 +52,20 @@ class SpatialDynamicFusion(nn.Module):
         self.proj_text = nn.Linear(text_dim, dim, bias=False)
         self.norm_visual = nn.LayerNorm(dim)
 
+    def scores(self, visual: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Z_v (B x L_v x C), Z_l (B x L_t x C) and the scores Z_v Z_l^T / sqrt(C) (B x L_v x L_t), as an MA
+        block computes them (Eq. 3)."""
+        z_visual = self.proj_visual(visual)
+        z_text = self.proj_text(text)
+        return z_visual, z_text, z_visual @ z_text.transpose(1, 2) / math.sqrt(self.dim)
+
     def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> FusionOutput:
         """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding.
 
         Returns F_lav (B x L_v x C), the projected words Z_l (B x L_t x C) and the
         vision-guided map A (B x L_v x L_t); there is no language-guided map.
         """
-        z_visual = self.proj_visual(visual)
-        z_text = self.proj_text(text)
-        scores = z_visual @ z_text.transpose(1, 2) / math.sqrt(self.dim)
+        z_visual, z_text, scores = self.scores(visual, text)
         if self.masked:
             keep = attention_keep(scores, padding_mask, self.tau, self.mask_rule)
         else:
