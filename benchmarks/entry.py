@@ -1,6 +1,7 @@
-"""How every benchmark's command line ends: its JSON on stdout, or, for an input it cannot use (a missing
-file, an unknown model, a bad config value), one line ``NAME: error: ...`` on stderr and exit code 2, as
-the ``risam`` command does. Other exceptions are the benchmark's own defects and keep their traceback."""
+"""How every benchmark's command line ends: its JSON on stdout, or, for an input it cannot use (an unknown
+model, a bad config value: an InputError) or an OSError (a file missing or that cannot be read or written, a
+port in use), one line ``NAME: error: ...`` on stderr and exit code 2, as the ``risam`` command does. Other
+exceptions are the benchmark's own defects and keep their traceback."""
 
 from __future__ import annotations
 

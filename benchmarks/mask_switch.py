@@ -84,9 +84,12 @@ def _mask(block: MutualAwareAttention | SpatialDynamicFusion, tau: float) -> Non
 
 @contextmanager
 def switched(model: RISAM, setting: str, tau: float) -> Iterator[None]:
-    """The model with the mask at ``tau`` in ``setting`` (one of :func:`settings`: "trained" is as is); restored
-    on exit."""
+    """The model with the mask at ``tau`` in ``setting`` (one of :func:`settings`: "trained" is as is); its
+    blocks and their mask settings are restored on exit."""
+    if setting not in settings(model):
+        raise ValueError(f"setting {setting!r}: expected one of {settings(model)}")
     blocks = list(model.fusion)
+    trained = [(block.tau, getattr(block, "masked", None)) for block in blocks]
     if setting == "all_blocks":
         for block in blocks:
             _mask(block, tau)
@@ -98,9 +101,11 @@ def switched(model: RISAM, setting: str, tau: float) -> Iterator[None]:
     try:
         yield
     finally:
-        for index, block in enumerate(blocks):
+        for index, (block, (block_tau, masked)) in enumerate(zip(blocks, trained, strict=True)):
             model.fusion[index] = block
-            _mask(block, 0.0)
+            block.tau = block_tau
+            if masked is not None:
+                block.masked = masked
 
 
 def _words(model: RISAM, tokens: torch.Tensor) -> torch.Tensor:

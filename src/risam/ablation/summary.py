@@ -78,7 +78,7 @@ CLAIMS = (
         ("sam_decoder_unmasked", "decoder_no_text_unmasked"),
         baseline="no_attn_mask",
         differences="sam_decoder_unmasked has 34% more trainable parameters; decoder_no_text_unmasked's decoder is the "
-        "query token alone",
+        "query token alone, not VLT's decoder that the paper's #10 uses",
     ),
     Claim(
         "the Mutual-Aware Mask Decoder beats SAM's decoder at equal capacity",

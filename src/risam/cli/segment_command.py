@@ -55,7 +55,8 @@ def run_segment(args: argparse.Namespace) -> int:
 
 def _segment_one(args: argparse.Namespace, image_path: Path, expressions: list[str]) -> int:
     """One image into OUT, its expressions decoded and written chunk by chunk, a line printed for each.
-    Temporary files that a killed run's writes left in OUT are deleted first (nothing else of OUT is)."""
+    Before the first file is written, the temporary files that a killed run's writes left in OUT (named like
+    ours, ``.NAME.RANDOM.tmp``) and OUT's earlier ``predictions.json`` are deleted; nothing else of OUT is."""
     from risam.drawing.segment_output import SegmentationWriter
     from risam.io.files import remove_stale_temporaries
     from risam.io.images import load_image
