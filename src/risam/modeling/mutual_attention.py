@@ -64,6 +64,16 @@ def attention_keep(scores: torch.Tensor, padding_mask: torch.Tensor, tau: float,
     raise ValueError(f"mask rule {rule!r}; expected 'sigmoid' or 'softmax_share'")
 
 
+def word_pixel_scores(
+    proj_visual: nn.Module, proj_text: nn.Module, visual: torch.Tensor, text: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Eq. 3: Z_v = proj_visual(F_v) (B x L_v x C), Z_l = proj_text(F_l) (B x L_t x C) and
+    S = Z_v Z_l^T / sqrt(C) (B x L_v x L_t)."""
+    z_visual = proj_visual(visual)
+    z_text = proj_text(text)
+    return z_visual, z_text, z_visual @ z_text.transpose(1, 2) / math.sqrt(z_visual.shape[-1])
+
+
 class MutualAwareAttention(nn.Module):
     """One Mutual-Aware Attention block: parallel vision- and language-guided attention.
 
@@ -99,10 +109,8 @@ class MutualAwareAttention(nn.Module):
         return self.attend(z_visual, z_text, scores, keep, keep)
 
     def scores(self, visual: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Eq. 3: Z_v (B x L_v x C), Z_l (B x L_t x C) and S = Z_v Z_l^T / sqrt(C) (B x L_v x L_t)."""
-        z_visual = self.proj_visual(visual)
-        z_text = self.proj_text(text)
-        return z_visual, z_text, z_visual @ z_text.transpose(1, 2) / math.sqrt(self.dim)
+        """Eq. 3 with this block's projections (:func:`word_pixel_scores`)."""
+        return word_pixel_scores(self.proj_visual, self.proj_text, visual, text)
 
     def attend(
         self,

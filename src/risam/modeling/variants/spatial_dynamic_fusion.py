@@ -22,13 +22,11 @@ Decisions where the paper is silent (docs/ablations.md):
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from risam.modeling.layers import FusionOutput
-from risam.modeling.mutual_attention import attention_keep, masked_softmax
+from risam.modeling.mutual_attention import attention_keep, masked_softmax, word_pixel_scores
 
 
 class SpatialDynamicFusion(nn.Module):
@@ -44,7 +42,6 @@ class SpatialDynamicFusion(nn.Module):
         mask_rule: str = "sigmoid",
     ) -> None:
         super().__init__()
-        self.dim = dim
         self.masked = masked
         self.tau = tau
         self.mask_rule = mask_rule
@@ -53,11 +50,8 @@ class SpatialDynamicFusion(nn.Module):
         self.norm_visual = nn.LayerNorm(dim)
 
     def scores(self, visual: torch.Tensor, text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Z_v (B x L_v x C), Z_l (B x L_t x C) and the scores Z_v Z_l^T / sqrt(C) (B x L_v x L_t), as an MA
-        block computes them (Eq. 3)."""
-        z_visual = self.proj_visual(visual)
-        z_text = self.proj_text(text)
-        return z_visual, z_text, z_visual @ z_text.transpose(1, 2) / math.sqrt(self.dim)
+        """Eq. 3 with this block's projections, as an MA block computes it (:func:`word_pixel_scores`)."""
+        return word_pixel_scores(self.proj_visual, self.proj_text, visual, text)
 
     def forward(self, visual: torch.Tensor, text: torch.Tensor, padding_mask: torch.Tensor) -> FusionOutput:
         """visual: B x L_v x C_v; text: B x L_t x C_t; padding_mask: B x L_t, True at padding.
